@@ -1,0 +1,53 @@
+//! The broker seam: how a replica hears about events published anywhere.
+//!
+//! Contract, shared by every implementation and checked by one conformance
+//! suite (`gateway/tests/broker_conformance.rs`):
+//!
+//! - `subscribe(topic)` / `unsubscribe(topic)` are called by the [`Hub`] only,
+//!   on a topic's first local subscriber and after its last one left, and are
+//!   serialized per topic by the hub. They are idempotent.
+//! - Every message published on a subscribed topic is handed to the attached
+//!   [`EventSink`] as `(topic, payload bytes)`, from the broker's own task,
+//!   without awaiting. The sink must not block.
+//! - After a lost connection the broker reconnects by itself, subscribes again
+//!   to every topic it holds and reports [`Broker::is_ready`] false meanwhile.
+//!   Messages published while it was away are lost at this layer (history,
+//!   when enabled, repairs that above it).
+//!
+//! [`Hub`]: crate::hub::Hub
+
+pub mod memory;
+pub mod redis;
+
+use std::sync::Weak;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+
+/// Receives every message of a subscribed topic. Implemented by the hub.
+pub trait EventSink: Send + Sync {
+    fn deliver(&self, topic: &str, payload: Bytes);
+}
+
+/// Why a broker call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("broker unavailable: {0}")]
+    Unavailable(String),
+    #[error("invalid broker configuration: {0}")]
+    Config(String),
+}
+
+pub trait Broker: Send + Sync + 'static {
+    /// Start delivering to `sink`. Called once, before the first subscribe.
+    fn attach(&self, sink: Weak<dyn EventSink>);
+    fn subscribe<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<(), BrokerError>>;
+    fn unsubscribe<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<(), BrokerError>>;
+    /// Publish a raw envelope on a topic (embedded publishing and tests; backends
+    /// normally publish through `herald-publisher`).
+    fn publish<'a>(&'a self, topic: &'a str, payload: Bytes) -> BoxFuture<'a, Result<(), BrokerError>>;
+    /// Connected and subscribed to everything it should be.
+    fn is_ready(&self) -> bool;
+    /// Short name for logs and metrics (`memory`, `redis`).
+    fn name(&self) -> &'static str;
+}

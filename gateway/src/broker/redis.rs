@@ -1,0 +1,255 @@
+//! The Redis broker: one pub/sub connection per replica, on `fred`.
+//!
+//! Three traps of the client library shape this file (see the stack notes in
+//! `docs/protocol.md`):
+//! - fred does not reconnect unless given a policy, and then does not
+//!   resubscribe by itself; we keep the set of channels here and resubscribe
+//!   from a reconnect-driven task, skipping empty sets.
+//! - its message channel is a broadcast with 32 slots by default, and the
+//!   usual `while let Ok(msg)` loop ends for good on the first `Lagged`; we
+//!   raise the capacity and write our own loop that counts lag and goes on.
+//! - an idle subscriber does not notice a dead server; a health loop pings on
+//!   the pub/sub connection itself and reports not-ready when it fails.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use fred::clients::SubscriberClient;
+use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
+use fred::prelude::{Builder, Client, Config as FredConfig, ReconnectPolicy, TcpConfig};
+use fred::types::config::{ConnectionConfig, PerformanceConfig};
+use futures_util::future::{BoxFuture, FutureExt};
+use herald_shared::Keys;
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+
+use super::{Broker, BrokerError, EventSink};
+use crate::metrics;
+
+/// Slots in fred's broadcast channels; a burst larger than this between two
+/// polls of our receiver loop is counted as lag (and lost).
+const BROADCAST_CAPACITY: usize = 65_536;
+/// Channels per SUBSCRIBE command when resubscribing.
+const RESUBSCRIBE_CHUNK: usize = 512;
+const HEALTH_INTERVAL: Duration = Duration::from_millis(500);
+const PING_TIMEOUT: Duration = Duration::from_secs(1);
+
+pub struct RedisBroker {
+    subscriber: SubscriberClient,
+    /// Separate connection for PUBLISH: a RESP2 subscribed connection accepts
+    /// only (UN)SUBSCRIBE and PING.
+    commands: Client,
+    keys: Keys,
+    /// Channels we hold, our source of truth for resubscribing (fred's own
+    /// tracking resubscribes empty sets and errors in cluster mode).
+    channels: Mutex<BTreeSet<String>>,
+    ready: AtomicBool,
+    sink: OnceLock<Weak<dyn EventSink>>,
+    stop: CancellationToken,
+}
+
+impl std::fmt::Debug for RedisBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBroker").field("prefix", &self.keys.prefix()).finish_non_exhaustive()
+    }
+}
+
+/// Client settings shared by the gateway's Redis connections.
+pub fn builder(url: &str) -> Result<Builder, BrokerError> {
+    let mut config = FredConfig::from_url(url).map_err(|e| BrokerError::Config(e.to_string()))?;
+    // Start even when Redis is down: the replica reports not-ready and keeps trying.
+    config.fail_fast = false;
+    let mut b = Builder::from_config(config);
+    b.set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
+    b.set_performance_config(PerformanceConfig {
+        broadcast_channel_capacity: BROADCAST_CAPACITY,
+        default_command_timeout: Duration::from_secs(5),
+        ..Default::default()
+    });
+    b.set_connection_config(ConnectionConfig {
+        connection_timeout: Duration::from_secs(2),
+        internal_command_timeout: Duration::from_secs(2),
+        tcp: TcpConfig { nodelay: Some(true), ..Default::default() },
+        ..Default::default()
+    });
+    Ok(b)
+}
+
+impl RedisBroker {
+    /// Connect in the background and start the receiver and health loops.
+    pub fn start(url: &str, keys: Keys) -> Result<Arc<Self>, BrokerError> {
+        let b = builder(url)?;
+        let subscriber = b.build_subscriber_client().map_err(|e| BrokerError::Config(e.to_string()))?;
+        let commands = b.build().map_err(|e| BrokerError::Config(e.to_string()))?;
+        let broker = Arc::new(Self {
+            subscriber,
+            commands,
+            keys,
+            channels: Mutex::new(BTreeSet::new()),
+            ready: AtomicBool::new(false),
+            sink: OnceLock::new(),
+            stop: CancellationToken::new(),
+        });
+        // Subscribe to the event channels before connecting so the first
+        // reconnect notification is not missed.
+        let messages = broker.subscriber.message_rx();
+        let reconnects = broker.subscriber.reconnect_rx();
+        let errors = broker.subscriber.error_rx();
+        broker.subscriber.connect();
+        broker.commands.connect();
+        tokio::spawn(Arc::clone(&broker).receive(messages));
+        tokio::spawn(Arc::clone(&broker).health(reconnects, errors));
+        Ok(broker)
+    }
+
+    fn channels(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+        self.channels.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Our own receiver loop: never ends on lag, never awaits per message.
+    async fn receive(self: Arc<Self>, mut rx: tokio::sync::broadcast::Receiver<fred::types::Message>) {
+        loop {
+            let msg = tokio::select! {
+                _ = self.stop.cancelled() => return,
+                msg = rx.recv() => msg,
+            };
+            match msg {
+                Ok(msg) => {
+                    let Some(topic) = self.keys.topic_of_channel(&msg.channel) else { continue };
+                    let Some(bytes) = msg.value.as_bytes() else {
+                        metrics::broker_invalid_message();
+                        continue;
+                    };
+                    metrics::broker_message();
+                    if let Some(sink) = self.sink.get().and_then(Weak::upgrade) {
+                        sink.deliver(topic, Bytes::copy_from_slice(bytes));
+                    }
+                }
+                Err(RecvError::Lagged(n)) => {
+                    metrics::broker_lagged(n);
+                    tracing::warn!(lost = n, "broker receiver lagged; messages were lost");
+                }
+                Err(RecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// Readiness and resubscription. Ready means: the pub/sub connection
+    /// answers PING and holds every channel we want.
+    async fn health(
+        self: Arc<Self>,
+        mut reconnects: tokio::sync::broadcast::Receiver<fred::types::config::Server>,
+        mut errors: tokio::sync::broadcast::Receiver<(fred::error::Error, Option<fred::types::config::Server>)>,
+    ) {
+        let mut need_resubscribe = false;
+        let mut first = true;
+        let mut tick = tokio::time::interval(HEALTH_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = self.stop.cancelled() => return,
+                r = reconnects.recv() => match r {
+                    Ok(_) | Err(RecvError::Lagged(_)) => {
+                        if !first {
+                            metrics::broker_reconnect();
+                            tracing::info!("broker reconnected; resubscribing");
+                        }
+                        first = false;
+                        need_resubscribe = true;
+                        self.set_ready(false);
+                    }
+                    Err(RecvError::Closed) => return,
+                },
+                e = errors.recv() => {
+                    if let Ok((e, _)) = e {
+                        tracing::warn!(error = %e, "broker connection error");
+                    }
+                    self.set_ready(false);
+                    continue;
+                }
+                _ = tick.tick() => {}
+            }
+            if need_resubscribe {
+                match self.resubscribe().await {
+                    Ok(()) => need_resubscribe = false,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "resubscribe failed; will retry");
+                        self.set_ready(false);
+                        continue;
+                    }
+                }
+            }
+            let alive = matches!(tokio::time::timeout(PING_TIMEOUT, self.subscriber.ping::<()>(None)).await, Ok(Ok(())));
+            self.set_ready(alive && !need_resubscribe);
+        }
+    }
+
+    async fn resubscribe(&self) -> Result<(), fred::error::Error> {
+        let channels: Vec<String> = self.channels().iter().cloned().collect();
+        for chunk in channels.chunks(RESUBSCRIBE_CHUNK) {
+            self.subscriber.subscribe(chunk.to_vec()).await?;
+        }
+        Ok(())
+    }
+
+    fn set_ready(&self, ready: bool) {
+        let was = self.ready.swap(ready, Ordering::AcqRel);
+        if was != ready {
+            metrics::broker_connected(ready);
+            tracing::info!(ready, "broker readiness changed");
+        }
+    }
+}
+
+impl Drop for RedisBroker {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+fn unavailable(e: fred::error::Error) -> BrokerError {
+    BrokerError::Unavailable(e.to_string())
+}
+
+impl Broker for RedisBroker {
+    fn attach(&self, sink: Weak<dyn EventSink>) {
+        let _ = self.sink.set(sink);
+    }
+
+    fn subscribe<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<(), BrokerError>> {
+        async move {
+            let channel = self.keys.channel(topic);
+            // Recorded first: if Redis is down now, the reconnect resubscribes it.
+            self.channels().insert(channel.clone());
+            self.subscriber.subscribe(channel).await.map_err(unavailable)
+        }
+        .boxed()
+    }
+
+    fn unsubscribe<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<(), BrokerError>> {
+        async move {
+            let channel = self.keys.channel(topic);
+            self.channels().remove(&channel);
+            self.subscriber.unsubscribe(channel).await.map_err(unavailable)
+        }
+        .boxed()
+    }
+
+    fn publish<'a>(&'a self, topic: &'a str, payload: Bytes) -> BoxFuture<'a, Result<(), BrokerError>> {
+        async move {
+            let channel = self.keys.channel(topic);
+            self.commands.publish::<i64, _, _>(channel, payload).await.map(drop).map_err(unavailable)
+        }
+        .boxed()
+    }
+
+    fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+}

@@ -1,0 +1,425 @@
+//! The gateway's configuration: one typed struct.
+//!
+//! Loading order: built-in defaults, then the TOML file (`--config`, or the
+//! bundled `deploy/herald.toml`), then `HERALD_*` environment variables, then
+//! [`Config::validate`]. Any failure names the key (or variable) and the
+//! reason, and the gateway does not start. Secrets come from the environment
+//! only and are never printed.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use herald_shared::profile::{CredentialKind, RouteProfile};
+use serde::Deserialize;
+
+/// The bundled default configuration: every seed profile.
+pub const DEFAULT_CONFIG: &str = include_str!("../../deploy/herald.toml");
+
+/// Environment variables read by the gateway, in one place.
+pub mod env {
+    pub const LISTEN: &str = "HERALD_LISTEN";
+    pub const REDIS_URL: &str = "HERALD_REDIS_URL";
+    pub const REDIS_PREFIX: &str = "HERALD_REDIS_PREFIX";
+    pub const JWT_SECRET: &str = "HERALD_JWT_SECRET";
+    pub const ADMIN_KEY: &str = "HERALD_ADMIN_KEY";
+    pub const LOG_FORMAT: &str = "HERALD_LOG_FORMAT";
+    pub const DRAIN_MS: &str = "HERALD_DRAIN_MS";
+}
+
+/// Why the configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config {origin}: {message}")]
+    Parse { origin: String, message: String },
+    #[error("invalid environment variable {var}: {reason}")]
+    Env { var: &'static str, reason: String },
+    #[error("invalid config key `{key}`: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+/// A secret from the environment; `Debug` never shows it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on. Default `127.0.0.1:8080`; `HERALD_LISTEN`.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub redis: RedisConfig,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub shutdown: ShutdownConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// Route profiles. Absent: the bundled seed profiles.
+    #[serde(default)]
+    pub profiles: Option<Vec<RouteProfile>>,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// Redis URL; empty means the embedded in-memory broker. `HERALD_REDIS_URL`.
+    #[serde(default)]
+    pub url: String,
+    /// Prefix of every key and channel. Default `herald`; `HERALD_REDIS_PREFIX`.
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self { url: String::new(), prefix: default_prefix() }
+    }
+}
+
+fn default_prefix() -> String {
+    herald_shared::keys::DEFAULT_PREFIX.to_owned()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Events queued for one socket before it counts as a slow consumer and
+    /// is closed. Default 1024.
+    #[serde(default = "default_queue")]
+    pub outbound_queue: usize,
+    /// Largest client message accepted, in bytes; larger closes with 1009. Default 65536.
+    #[serde(default = "default_max_message")]
+    pub max_message_bytes: usize,
+    /// Per-socket read buffer. Default 4096 (the WebSocket library's own
+    /// default, 128 KiB, would cost that much RAM per idle socket).
+    #[serde(default = "default_read_buffer")]
+    pub read_buffer_bytes: usize,
+    /// A socket write that takes longer than this closes the connection. Default 10000.
+    #[serde(default = "default_write_timeout")]
+    pub write_timeout_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            outbound_queue: default_queue(),
+            max_message_bytes: default_max_message(),
+            read_buffer_bytes: default_read_buffer(),
+            write_timeout_ms: default_write_timeout(),
+        }
+    }
+}
+
+fn default_queue() -> usize {
+    1024
+}
+fn default_max_message() -> usize {
+    64 * 1024
+}
+fn default_read_buffer() -> usize {
+    4096
+}
+fn default_write_timeout() -> u64 {
+    10_000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// On SIGTERM, sockets are closed at random moments spread over this
+    /// window so clients do not reconnect to the other replicas all at once.
+    /// Default 5000; `HERALD_DRAIN_MS`. Keep it below the pod's grace period.
+    #[serde(default = "default_drain")]
+    pub drain_ms: u64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self { drain_ms: default_drain() }
+    }
+}
+
+fn default_drain() -> u64 {
+    5000
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable on a terminal, JSON otherwise.
+    #[default]
+    Auto,
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `sub` of the principal authenticated by `HERALD_ADMIN_KEY`. Default `admin`.
+    #[serde(default = "default_admin_user")]
+    pub admin_user: String,
+    /// API keys served without Redis (embedded mode), stored as SHA-256.
+    #[serde(default)]
+    pub api_keys: Vec<StoredCredential>,
+    /// Session tokens served without Redis (embedded mode), stored as SHA-256.
+    #[serde(default)]
+    pub sessions: Vec<StoredCredential>,
+    /// `HERALD_JWT_SECRET` (HS256). Environment only.
+    #[serde(skip)]
+    pub jwt_secret: Option<Secret>,
+    /// `HERALD_ADMIN_KEY`. Environment only.
+    #[serde(skip)]
+    pub admin_key: Option<Secret>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            admin_user: default_admin_user(),
+            api_keys: Vec::new(),
+            sessions: Vec::new(),
+            jwt_secret: None,
+            admin_key: None,
+        }
+    }
+}
+
+fn default_admin_user() -> String {
+    "admin".to_owned()
+}
+
+/// A credential kept in the config file for embedded mode.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredCredential {
+    /// SHA-256 of the key or token, lowercase hex (`printf %s KEY | sha256sum`).
+    pub sha256: String,
+    pub sub: String,
+    #[serde(default)]
+    pub org: Option<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+impl Config {
+    /// Load from a file (or the bundled default), apply the environment, validate.
+    pub fn load(path: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut config = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|source| ConfigError::Read { path: p.to_owned(), source })?;
+                Self::parse(&text, &p.display().to_string())?
+            }
+            None => Self::parse(DEFAULT_CONFIG, "bundled deploy/herald.toml")?,
+        };
+        if config.profiles.is_none() {
+            config.profiles = Self::parse(DEFAULT_CONFIG, "bundled deploy/herald.toml")?.profiles;
+        }
+        config.apply_env(env)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parse TOML; the error carries the line, column and key serde saw.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse { origin: origin.to_owned(), message: e.to_string() })
+    }
+
+    fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(v) = env(env::LISTEN) {
+            self.listen = v
+                .parse()
+                .map_err(|e| ConfigError::Env { var: env::LISTEN, reason: format!("`{v}` is not HOST:PORT ({e})") })?;
+        }
+        if let Some(v) = env(env::REDIS_URL) {
+            self.redis.url = v;
+        }
+        if let Some(v) = env(env::REDIS_PREFIX) {
+            self.redis.prefix = v;
+        }
+        if let Some(v) = env(env::DRAIN_MS) {
+            self.shutdown.drain_ms = v
+                .parse()
+                .map_err(|e| ConfigError::Env { var: env::DRAIN_MS, reason: format!("`{v}` is not milliseconds ({e})") })?;
+        }
+        if let Some(v) = env(env::LOG_FORMAT) {
+            self.log.format = match v.as_str() {
+                "auto" => LogFormat::Auto,
+                "json" => LogFormat::Json,
+                "text" => LogFormat::Text,
+                _ => {
+                    return Err(ConfigError::Env { var: env::LOG_FORMAT, reason: format!("`{v}` is not auto, json or text") });
+                }
+            };
+        }
+        self.auth.jwt_secret = env(env::JWT_SECRET).filter(|s| !s.is_empty()).map(Secret);
+        self.auth.admin_key = env(env::ADMIN_KEY).filter(|s| !s.is_empty()).map(Secret);
+        Ok(())
+    }
+
+    /// Everything serde cannot check. Errors name the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, reason: String| Err(ConfigError::Invalid { key: key.to_owned(), reason });
+        let url = &self.redis.url;
+        const SCHEMES: [&str; 6] =
+            ["redis://", "rediss://", "redis-cluster://", "rediss-cluster://", "redis-sentinel://", "rediss-sentinel://"];
+        if !url.is_empty() && !SCHEMES.iter().any(|s| url.starts_with(s)) {
+            return invalid("redis.url", "must start with redis://, rediss://, redis-cluster:// or redis-sentinel://".to_owned());
+        }
+        let prefix = &self.redis.prefix;
+        if prefix.is_empty() || prefix.contains(['{', '}', ' ']) {
+            return invalid("redis.prefix", format!("`{prefix}` must be non-empty without braces or spaces"));
+        }
+        if self.limits.outbound_queue == 0 {
+            return invalid("limits.outbound_queue", "must be at least 1".to_owned());
+        }
+        if self.limits.max_message_bytes < 64 {
+            return invalid("limits.max_message_bytes", "must be at least 64".to_owned());
+        }
+        if self.limits.read_buffer_bytes < 256 {
+            return invalid("limits.read_buffer_bytes", "must be at least 256".to_owned());
+        }
+        if self.limits.write_timeout_ms == 0 {
+            return invalid("limits.write_timeout_ms", "must be greater than zero".to_owned());
+        }
+        if self.auth.admin_user.is_empty() {
+            return invalid("auth.admin_user", "must not be empty".to_owned());
+        }
+        for (field, list) in [("api_keys", &self.auth.api_keys), ("sessions", &self.auth.sessions)] {
+            for (i, c) in list.iter().enumerate() {
+                if c.sha256.len() != 64 || !c.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+                    return invalid(&format!("auth.{field}[{i}].sha256"), "must be 64 lowercase hex digits".to_owned());
+                }
+                if c.sub.is_empty() {
+                    return invalid(&format!("auth.{field}[{i}].sub"), "must not be empty".to_owned());
+                }
+            }
+        }
+        let profiles = self.profiles();
+        if profiles.is_empty() {
+            return invalid("profiles", "at least one route profile is required".to_owned());
+        }
+        for (i, p) in profiles.iter().enumerate() {
+            p.validate(i).map_err(|e| ConfigError::Invalid { key: e.key, reason: e.reason })?;
+            if matches!(p.path.as_str(), "/healthz" | "/readyz" | "/metrics") {
+                return invalid(&format!("profiles[{i}].path"), format!("`{}` is reserved", p.path));
+            }
+            if let Some(j) = profiles[..i].iter().position(|q| q.path == p.path || q.name == p.name) {
+                return invalid(&format!("profiles[{i}]"), format!("name or path repeats profiles[{j}]"));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn profiles(&self) -> &[RouteProfile] {
+        self.profiles.as_deref().unwrap_or_default()
+    }
+
+    /// Credential kinds some profile accepts but that cannot succeed with this
+    /// configuration (for a start-up warning, not an error: the bundled
+    /// profiles must start without secrets).
+    pub fn unusable_credentials(&self) -> Vec<(String, CredentialKind)> {
+        let mut out = Vec::new();
+        for p in self.profiles() {
+            for s in &p.auth.sources {
+                for k in &s.accept {
+                    let missing = match k {
+                        CredentialKind::Jwt => self.auth.jwt_secret.is_none(),
+                        CredentialKind::AdminKey => self.auth.admin_key.is_none(),
+                        _ => false,
+                    };
+                    if missing && !out.iter().any(|(n, kk)| n == &p.name && kk == k) {
+                        out.push((p.name.clone(), *k));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn bundled_default_loads_and_has_docsfy() {
+        let c = Config::load(None, no_env).expect("bundled config is valid");
+        assert_eq!(c.listen, default_listen());
+        assert!(c.redis.url.is_empty());
+        assert!(c.profiles().iter().any(|p| p.path == "/api/ws"));
+    }
+
+    #[test]
+    fn env_overrides_and_names_bad_variables() {
+        let env = |k: &str| match k {
+            env::LISTEN => Some("127.0.0.1:0".to_owned()),
+            env::REDIS_URL => Some("redis://127.0.0.1:1".to_owned()),
+            env::ADMIN_KEY => Some("k".to_owned()),
+            _ => None,
+        };
+        let c = Config::load(None, env).expect("valid");
+        assert_eq!(c.listen.port(), 0);
+        assert_eq!(c.redis.url, "redis://127.0.0.1:1");
+        assert_eq!(c.auth.admin_key.as_ref().map(Secret::expose), Some("k"));
+        assert_eq!(format!("{:?}", c.auth.admin_key), "Some(Secret(***))");
+        let bad = |k: &str| (k == env::LISTEN).then(|| "nope".to_owned());
+        let e = Config::load(None, bad).expect_err("bad listen");
+        assert!(e.to_string().contains("HERALD_LISTEN"), "{e}");
+    }
+
+    #[test]
+    fn file_errors_name_the_key() {
+        let e = Config::parse("[limits]\noutbound_queu = 3\n", "t.toml").expect_err("unknown key");
+        assert!(e.to_string().contains("outbound_queu"), "{e}");
+        let mut c = Config::parse("[limits]\noutbound_queue = 0\n", "t.toml").expect("parses");
+        c.profiles = Config::parse(DEFAULT_CONFIG, "d").expect("default").profiles;
+        let e = c.validate().expect_err("zero queue");
+        assert!(matches!(e, ConfigError::Invalid { ref key, .. } if key == "limits.outbound_queue"), "{e}");
+        let c = Config::parse("[redis]\nurl = \"http://x\"\n", "t.toml").expect("parses");
+        let e = c.validate().expect_err("bad url");
+        assert!(e.to_string().contains("redis.url"), "{e}");
+    }
+
+    #[test]
+    fn profile_errors_name_the_key() {
+        let text = format!("{}\n[[profiles]]\nname = \"docsfy2\"\npath = \"/api/ws\"\n[profiles.auth]\nsources = [{{ from = \"query\", name = \"t\", accept = [\"jwt\"] }}]\n", DEFAULT_CONFIG);
+        let c = Config::parse(&text, "t.toml").expect("parses");
+        let e = c.validate().expect_err("duplicate path");
+        assert!(matches!(e, ConfigError::Invalid { ref key, .. } if key == "profiles[1]"), "{e}");
+    }
+}

@@ -1,0 +1,79 @@
+//! Why a connection ended, and what the client is told.
+
+use axum::extract::ws::{CloseFrame, close_code};
+use herald_shared::profile::RouteProfile;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client sent a close frame or disconnected.
+    ClientClosed,
+    /// The socket failed under us.
+    ClientGone,
+    /// A client message over `limits.max_message_bytes`.
+    TooLarge,
+    /// The client stopped answering heartbeats.
+    HeartbeatTimeout,
+    /// The client's queue overflowed (see the hub's slow-consumer policy).
+    SlowConsumer,
+    /// A write did not finish within `limits.write_timeout_ms`.
+    WriteTimeout,
+    /// The replica is shutting down.
+    Shutdown,
+    /// The principal's identity cannot name a topic.
+    InvalidIdentity,
+    /// The broker or store failed.
+    Internal,
+}
+
+impl CloseReason {
+    /// Metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::ClientClosed => "client_closed",
+            Self::ClientGone => "client_gone",
+            Self::TooLarge => "too_large",
+            Self::HeartbeatTimeout => "heartbeat_timeout",
+            Self::SlowConsumer => "slow_consumer",
+            Self::WriteTimeout => "write_timeout",
+            Self::Shutdown => "shutdown",
+            Self::InvalidIdentity => "invalid_identity",
+            Self::Internal => "internal_error",
+        }
+    }
+
+    /// The close frame to send; none when the socket is already gone.
+    pub fn frame(self, profile: &RouteProfile) -> Option<CloseFrame> {
+        let (code, reason) = match self {
+            Self::ClientClosed | Self::ClientGone | Self::WriteTimeout => return None,
+            Self::TooLarge => (close_code::SIZE, "message too large"),
+            Self::HeartbeatTimeout => match &profile.heartbeat {
+                Some(hb) => (hb.close_code, hb.close_reason.as_str()),
+                None => (close_code::AWAY, "heartbeat timeout"),
+            },
+            Self::SlowConsumer => (profile.close.slow_consumer, "slow consumer"),
+            Self::Shutdown => (profile.close.shutdown, "server shutting down"),
+            Self::InvalidIdentity => (profile.auth.failure_close_code, profile.auth.failure_reason.as_str()),
+            Self::Internal => (close_code::ERROR, "internal error"),
+        };
+        Some(CloseFrame { code, reason: truncate(reason).into() })
+    }
+
+    pub fn from_socket_error(e: &axum::Error) -> Self {
+        // axum wraps tungstenite's error; its message is the only stable handle.
+        let text = e.to_string();
+        if text.contains("Space limit exceeded") || text.contains("too long") || text.contains("Message too big") {
+            Self::TooLarge
+        } else {
+            Self::ClientGone
+        }
+    }
+}
+
+/// Close reasons are limited to 123 bytes by the protocol.
+fn truncate(s: &str) -> &str {
+    let mut end = s.len().min(123);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}

@@ -1,0 +1,252 @@
+//! One client connection: one task that owns the socket.
+//!
+//! The task joins the profile's topics, sends the snapshot, then runs a
+//! biased `select!` over shutdown, the slow-consumer signal, its outbound
+//! queue, the client's frames and the heartbeat timer. Queued events leave
+//! in batches (fed, then flushed once). Every write has a deadline. Whatever
+//! ends the loop becomes a [`CloseReason`], sent as the profile's close code.
+
+mod close;
+mod heartbeat;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::SinkExt;
+use herald_shared::Principal;
+use herald_shared::envelope::CONTROL_RESYNC;
+use herald_shared::profile::Command;
+use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until, timeout};
+
+use crate::AppState;
+use crate::hub::Subscriber;
+use crate::profile::CompiledProfile;
+use crate::profile::wire::{PreparedEvent, encode_event, now_ms};
+
+pub use close::CloseReason;
+use heartbeat::{Heartbeat, Tick};
+
+/// Events written per flush at most, so a busy topic cannot starve the
+/// client's frames or the heartbeat.
+const BATCH: usize = 64;
+/// How long to wait for the client's close reply after sending ours.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Everything a connection task needs besides its socket.
+#[derive(Debug)]
+pub struct Connection {
+    pub app: Arc<AppState>,
+    pub profile: Arc<CompiledProfile>,
+    pub principal: Principal,
+    pub path: HashMap<String, String>,
+}
+
+impl Connection {
+    /// Serve the socket until it closes, then clean up.
+    pub async fn serve(self, mut socket: WebSocket) {
+        let metrics = &self.profile.metrics;
+        metrics.opened.increment(1);
+        metrics.connections.increment(1.0);
+        let (sub, rx) = Subscriber::new(self.app.config.limits.outbound_queue);
+        let reason = self.run(&mut socket, &sub, rx).await;
+        self.app.hub.leave_all(&sub).await;
+        close(&mut socket, reason.frame(&self.profile.spec)).await;
+        metrics.connections.decrement(1.0);
+        metrics.closed(reason.label());
+        tracing::debug!(route = %self.profile.spec.name, reason = reason.label(), "connection closed");
+    }
+
+    async fn run(
+        &self,
+        socket: &mut WebSocket,
+        sub: &Arc<Subscriber>,
+        mut rx: mpsc::Receiver<Arc<PreparedEvent>>,
+    ) -> CloseReason {
+        let topics = match self.profile.join_topics(&self.principal, &self.path) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "principal yields an invalid topic");
+                return CloseReason::InvalidIdentity;
+            }
+        };
+        for topic in &topics {
+            if let Err(e) = self.app.hub.join(topic, sub).await {
+                tracing::warn!(error = %e, "cannot subscribe");
+                return CloseReason::Internal;
+            }
+        }
+        // Subscribed before the snapshot is read: an update made after the
+        // snapshot was stored reaches the client as an event after it.
+        if self.profile.spec.snapshot.is_some() {
+            match self.snapshot_frame().await {
+                Some(frame) => {
+                    if let Err(r) = self.write(socket, [frame]).await {
+                        return r;
+                    }
+                }
+                None => return CloseReason::Internal,
+            }
+        }
+
+        let shutdown = self.app.shutdown.token();
+        let mut drain_at: Option<Instant> = None;
+        let mut heartbeat = self.profile.spec.heartbeat.as_ref().map(|spec| Heartbeat::new(spec, Instant::now()));
+        let far = Instant::now() + Duration::from_secs(86_400 * 365);
+        let timer = sleep_until(heartbeat.as_ref().map_or(far, Heartbeat::deadline));
+        tokio::pin!(timer);
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled(), if drain_at.is_none() => {
+                    drain_at = Some(Instant::now() + self.app.shutdown.close_delay());
+                }
+                _ = sleep_until(drain_at.unwrap_or(far)), if drain_at.is_some() => return CloseReason::Shutdown,
+                _ = sub.slow_consumer() => return CloseReason::SlowConsumer,
+                event = rx.recv() => {
+                    let Some(event) = event else { return CloseReason::Internal };
+                    if let Err(r) = self.write_events(socket, event, &mut rx).await {
+                        return r;
+                    }
+                }
+                msg = socket.recv() => match msg {
+                    Some(Ok(Message::Text(text))) => self.client_frame(text.as_str(), heartbeat.as_mut()),
+                    Some(Ok(Message::Close(_))) | None => return CloseReason::ClientClosed,
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return CloseReason::from_socket_error(&e),
+                },
+                _ = &mut timer, if heartbeat.is_some() => {
+                    let Some(hb) = heartbeat.as_mut() else { continue };
+                    match hb.fire(Instant::now()) {
+                        Tick::SendPing => {
+                            let ping = self.app.ping_frame(&self.profile);
+                            if let Err(r) = self.write(socket, [ping]).await {
+                                return r;
+                            }
+                        }
+                        Tick::Missed => {}
+                        Tick::Dead => return CloseReason::HeartbeatTimeout,
+                    }
+                    timer.as_mut().reset(hb.deadline());
+                }
+            }
+            if let Some(hb) = &heartbeat
+                && timer.deadline() != hb.deadline()
+            {
+                timer.as_mut().reset(hb.deadline());
+            }
+        }
+    }
+
+    /// Write one event and whatever else is queued, up to [`BATCH`], in one flush.
+    async fn write_events(
+        &self,
+        socket: &mut WebSocket,
+        first: Arc<PreparedEvent>,
+        rx: &mut mpsc::Receiver<Arc<PreparedEvent>>,
+    ) -> Result<(), CloseReason> {
+        let shape = &self.app.profiles.shapes[self.profile.shape];
+        let mut frames: Vec<Utf8Bytes> = Vec::with_capacity(4);
+        let mut next = Some(first);
+        let mut taken = 0;
+        let now = now_ms();
+        while let Some(event) = next.take() {
+            taken += 1;
+            let env = &event.envelope;
+            if env.is_control() {
+                if env.event_type == CONTROL_RESYNC && self.profile.spec.snapshot.is_some() {
+                    frames.extend(self.snapshot_frame().await);
+                }
+            } else {
+                frames.push(event.frame(self.profile.shape, shape));
+                self.profile.metrics.lag.record(((now - env.ts).max(0) as f64) / 1000.0);
+                if self.profile.resends_snapshot_after(&env.event_type) {
+                    frames.extend(self.snapshot_frame().await);
+                }
+            }
+            if taken < BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        let n = frames.len() as u64;
+        self.write(socket, frames).await?;
+        self.profile.metrics.delivered.increment(n);
+        Ok(())
+    }
+
+    async fn write(&self, socket: &mut WebSocket, frames: impl IntoIterator<Item = Utf8Bytes>) -> Result<(), CloseReason> {
+        let deadline = Duration::from_millis(self.app.config.limits.write_timeout_ms);
+        let io = async {
+            for f in frames {
+                socket.feed(Message::Text(f)).await?;
+            }
+            socket.flush().await
+        };
+        match timeout(deadline, io).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(CloseReason::ClientGone),
+            Err(_) => Err(CloseReason::WriteTimeout),
+        }
+    }
+
+    /// A client frame: a command of the profile, or ignored.
+    fn client_frame(&self, text: &str, heartbeat: Option<&mut Heartbeat>) {
+        let Ok(serde_json::Value::Object(frame)) = serde_json::from_str::<serde_json::Value>(text) else { return };
+        let Some(serde_json::Value::String(kind)) = frame.get(&self.profile.spec.frame.type_field) else { return };
+        match self.profile.command(kind) {
+            Some(Command::Pong) => {
+                if let Some(hb) = heartbeat {
+                    hb.pong(Instant::now());
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// The snapshot frame: the first stored snapshot of the profile's topics,
+    /// or its empty payload. None when the store cannot be read (sending an
+    /// empty full-replacement snapshot would wipe the client's state).
+    async fn snapshot_frame(&self) -> Option<Utf8Bytes> {
+        let spec = self.profile.spec.snapshot.as_ref()?;
+        let topics = self.profile.snapshot_topics(&self.principal, &self.path).ok()?;
+        let mut payload = None;
+        for topic in &topics {
+            match self.app.store.snapshot(topic.as_str()).await {
+                Ok(Some(json)) => match serde_json::from_str::<&RawValue>(&json) {
+                    Ok(_) => {
+                        payload = Some(json);
+                        break;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "stored snapshot is not JSON; skipped"),
+                },
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read snapshot");
+                    return None;
+                }
+            }
+        }
+        let payload = payload.unwrap_or_else(|| spec.empty.to_string());
+        let shape = &self.app.profiles.shapes[self.profile.shape];
+        Some(encode_event(shape, &spec.event_type, now_ms(), &payload))
+    }
+}
+
+/// Send a close frame (when there is one to send) and wait briefly for the reply.
+pub async fn close(socket: &mut WebSocket, frame: Option<CloseFrame>) {
+    let Some(frame) = frame else { return };
+    if socket.send(Message::Close(Some(frame))).await.is_err() {
+        return;
+    }
+    let _ = timeout(CLOSE_GRACE, async {
+        while let Some(Ok(msg)) = socket.recv().await {
+            if matches!(msg, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}

@@ -1,0 +1,296 @@
+//! The hub: which local connections listen to which topic.
+//!
+//! It is the replica's source of truth for the topics it needs. The first
+//! local subscriber of a topic subscribes the broker, the last one leaving
+//! unsubscribes it; transitions are serialized per shard by an async lock
+//! held across the broker call, so a subscribe and an unsubscribe of one
+//! topic never race. Delivery takes a short read lock, decodes the envelope
+//! once, and `try_send`s one shared [`PreparedEvent`] to each connection's
+//! bounded queue; it never awaits, so one slow socket cannot stall the
+//! broker's read loop or the other sockets.
+//!
+//! Slow-consumer policy: when a connection's queue is full the event is
+//! dropped for that connection, counted, and the connection is told to close
+//! with its profile's `close.slow_consumer` code. The client reconnects and
+//! resynchronises; it is never silently left with a gap.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use bytes::Bytes;
+use herald_shared::{Envelope, Topic};
+use tokio::sync::{Notify, mpsc};
+
+use crate::broker::{Broker, BrokerError, EventSink};
+use crate::metrics;
+use crate::profile::wire::PreparedEvent;
+
+const SHARDS: usize = 32;
+
+/// One connection as the hub sees it.
+#[derive(Debug)]
+pub struct Subscriber {
+    pub id: u64,
+    tx: mpsc::Sender<Arc<PreparedEvent>>,
+    /// Topics joined, to serve an event reaching it through several topics once.
+    topics: Mutex<Vec<Topic>>,
+    slow: AtomicBool,
+    kick: Notify,
+}
+
+impl Subscriber {
+    /// A subscriber and the receiving end of its queue.
+    pub fn new(queue: usize) -> (Arc<Self>, mpsc::Receiver<Arc<PreparedEvent>>) {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        let (tx, rx) = mpsc::channel(queue);
+        let sub = Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            tx,
+            topics: Mutex::new(Vec::new()),
+            slow: AtomicBool::new(false),
+            kick: Notify::new(),
+        };
+        (Arc::new(sub), rx)
+    }
+
+    /// Resolves once the hub found this connection's queue full.
+    pub async fn slow_consumer(&self) {
+        if !self.slow.load(Ordering::Acquire) {
+            self.kick.notified().await;
+        }
+    }
+
+    pub fn topics(&self) -> Vec<Topic> {
+        self.lock_topics().clone()
+    }
+
+    fn joined_any(&self, topics: &[Topic]) -> bool {
+        let mine = self.lock_topics();
+        topics.iter().any(|t| mine.contains(t))
+    }
+
+    fn lock_topics(&self) -> std::sync::MutexGuard<'_, Vec<Topic>> {
+        self.topics.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn mark_slow(&self) {
+        if !self.slow.swap(true, Ordering::AcqRel) {
+            self.kick.notify_one();
+        }
+    }
+}
+
+#[derive(Default)]
+struct Shard {
+    subs: RwLock<HashMap<Topic, Vec<Arc<Subscriber>>>>,
+    transitions: tokio::sync::Mutex<()>,
+}
+
+pub struct Hub {
+    shards: Box<[Shard]>,
+    hasher: RandomState,
+    broker: Arc<dyn Broker>,
+    /// Number of distinct wire shapes, for [`PreparedEvent`].
+    shapes: usize,
+    topic_count: AtomicUsize,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").field("topics", &self.topic_count.load(Ordering::Relaxed)).finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    /// A hub on a broker; attaches itself as the broker's sink.
+    pub fn new(broker: Arc<dyn Broker>, shapes: usize) -> Arc<Self> {
+        let hub = Arc::new(Self {
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+            hasher: RandomState::new(),
+            broker: Arc::clone(&broker),
+            shapes,
+            topic_count: AtomicUsize::new(0),
+        });
+        let sink: Arc<dyn EventSink> = hub.clone();
+        broker.attach(Arc::downgrade(&sink));
+        hub
+    }
+
+    fn shard(&self, topic: &str) -> &Shard {
+        let i = self.hasher.hash_one(topic) as usize % self.shards.len();
+        &self.shards[i]
+    }
+
+    /// Add a connection to a topic; subscribes the broker on the first one.
+    pub async fn join(&self, topic: &Topic, sub: &Arc<Subscriber>) -> Result<(), BrokerError> {
+        let shard = self.shard(topic.as_str());
+        let _transition = shard.transitions.lock().await;
+        let first = {
+            let mut map = write(&shard.subs);
+            let list = map.entry(topic.clone()).or_default();
+            if list.iter().any(|s| s.id == sub.id) {
+                return Ok(());
+            }
+            list.push(Arc::clone(sub));
+            list.len() == 1
+        };
+        sub.lock_topics().push(topic.clone());
+        if first {
+            if let Err(e) = self.broker.subscribe(topic.as_str()).await {
+                self.remove_local(shard, topic, sub);
+                return Err(e);
+            }
+            metrics::topics(self.topic_count.fetch_add(1, Ordering::Relaxed) + 1);
+        }
+        Ok(())
+    }
+
+    /// Remove a connection from a topic; unsubscribes the broker after the last one.
+    pub async fn leave(&self, topic: &Topic, sub: &Arc<Subscriber>) {
+        let shard = self.shard(topic.as_str());
+        let _transition = shard.transitions.lock().await;
+        if self.remove_local(shard, topic, sub) {
+            metrics::topics(self.topic_count.fetch_sub(1, Ordering::Relaxed).saturating_sub(1));
+            if let Err(e) = self.broker.unsubscribe(topic.as_str()).await {
+                // The broker forgot the topic either way; a reconnect will not restore it.
+                tracing::warn!(error = %e, "broker unsubscribe failed");
+            }
+        }
+    }
+
+    /// Remove a connection from every topic it joined.
+    pub async fn leave_all(&self, sub: &Arc<Subscriber>) {
+        for topic in sub.topics() {
+            self.leave(&topic, sub).await;
+        }
+    }
+
+    /// Returns true when the topic has no local subscriber left.
+    fn remove_local(&self, shard: &Shard, topic: &Topic, sub: &Arc<Subscriber>) -> bool {
+        sub.lock_topics().retain(|t| t != topic);
+        let mut map = write(&shard.subs);
+        let Some(list) = map.get_mut(topic) else { return false };
+        let before = list.len();
+        list.retain(|s| s.id != sub.id);
+        if before == list.len() {
+            return false;
+        }
+        if list.is_empty() {
+            map.remove(topic);
+            return true;
+        }
+        false
+    }
+
+    /// Topics with at least one local subscriber.
+    pub fn topics(&self) -> Vec<Topic> {
+        self.shards.iter().flat_map(|s| read(&s.subs).keys().cloned().collect::<Vec<_>>()).collect()
+    }
+}
+
+impl EventSink for Hub {
+    fn deliver(&self, topic: &str, payload: Bytes) {
+        let envelope = match Envelope::decode(&payload) {
+            Ok(e) => e,
+            Err(e) => {
+                metrics::broker_invalid_message();
+                tracing::debug!(error = %e, "dropping invalid envelope");
+                return;
+            }
+        };
+        // Copies of one event on other topics of its audience that precede this
+        // one serve the connections that joined those; see `Envelope::to`.
+        let earlier = {
+            let audience = envelope.audience();
+            let pos = audience.iter().position(|t| t.as_str() == topic).unwrap_or(0);
+            audience[..pos].to_vec()
+        };
+        let event = Arc::new(PreparedEvent::new(envelope, self.shapes));
+        let shard = self.shard(topic);
+        let map = read(&shard.subs);
+        let Some(list) = map.get(topic) else { return };
+        for sub in list {
+            if !earlier.is_empty() && sub.joined_any(&earlier) {
+                continue;
+            }
+            match sub.tx.try_send(Arc::clone(&event)) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    metrics::dropped("slow_consumer");
+                    sub.mark_slow();
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => metrics::dropped("closed"),
+            }
+        }
+    }
+}
+
+// Lock poisoning only follows a panic inside these short sections, which
+// leave the map consistent; keep serving rather than cascade the panic.
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::memory::MemoryBroker;
+
+    fn envelope(topic: &str, to: &[&str], id: &str) -> Bytes {
+        let to: Vec<String> = to.iter().map(|t| format!("\"{t}\"")).collect();
+        Bytes::from(format!(
+            r#"{{"v":1,"id":"{id}","type":"t","ts":0,"topic":"{topic}","to":[{}],"data":{{}}}}"#,
+            to.join(",")
+        ))
+    }
+
+    fn topic(s: &str) -> Topic {
+        Topic::parse(s).expect("valid topic")
+    }
+
+    #[tokio::test]
+    async fn refcounts_broker_subscriptions_and_dedups() {
+        let broker = Arc::new(MemoryBroker::new());
+        let hub = Hub::new(broker.clone(), 1);
+        let (a, mut rx_a) = Subscriber::new(8);
+        let (b, mut rx_b) = Subscriber::new(8);
+        let (alice, admin) = (topic("user:alice"), topic("role:admin"));
+        hub.join(&alice, &a).await.expect("join");
+        hub.join(&admin, &a).await.expect("join");
+        hub.join(&admin, &b).await.expect("join");
+        assert_eq!(hub.topics().len(), 2);
+
+        // One event to [user:alice, role:admin]: a (on both) gets it once, b once.
+        let to = ["user:alice", "role:admin"];
+        for t in to {
+            broker.publish(t, envelope(t, &to, "e1")).await.expect("publish");
+        }
+        assert_eq!(rx_a.try_recv().map(|e| e.envelope.id.clone()).ok().as_deref(), Some("e1"));
+        assert!(rx_a.try_recv().is_err(), "a must see e1 once");
+        assert_eq!(rx_b.try_recv().map(|e| e.envelope.id.clone()).ok().as_deref(), Some("e1"));
+
+        hub.leave_all(&a).await;
+        assert_eq!(hub.topics(), vec![admin.clone()]);
+        broker.publish("user:alice", envelope("user:alice", &[], "e2")).await.expect("publish");
+        assert!(rx_a.try_recv().is_err(), "left topics deliver nothing");
+        hub.leave_all(&b).await;
+        assert!(hub.topics().is_empty());
+    }
+
+    #[tokio::test]
+    async fn full_queue_marks_slow_consumer() {
+        let broker = Arc::new(MemoryBroker::new());
+        let hub = Hub::new(broker.clone(), 1);
+        let (a, _rx) = Subscriber::new(1);
+        hub.join(&topic("user:a"), &a).await.expect("join");
+        broker.publish("user:a", envelope("user:a", &[], "1")).await.expect("publish");
+        broker.publish("user:a", envelope("user:a", &[], "2")).await.expect("publish");
+        tokio::time::timeout(std::time::Duration::from_secs(1), a.slow_consumer()).await.expect("kicked");
+    }
+}

@@ -1,0 +1,177 @@
+//! Herald's gateway: serves products' real-time APIs over WebSocket from
+//! route profiles, and fans out events that backends publish through Redis
+//! (or the embedded broker) to every connection that should see them.
+//!
+//! Components, from the edge inwards:
+//! - [`config`]: one typed configuration, TOML + `HERALD_*` environment, validated.
+//! - [`ws`]: the upgrade handler; authenticates with [`auth`], starts a [`conn`] task.
+//! - [`auth`]: credentials (JWT, admin key, API keys, sessions) to a principal.
+//! - [`profile`]: route profiles compiled for serving, and wire encoding.
+//! - [`conn`]: one task per socket: topics, snapshot, events, client frames, heartbeat.
+//! - [`hub`]: topic → local connections; drives broker subscriptions; fan-out.
+//! - [`broker`]: the seam to other replicas: in-memory or Redis pub/sub.
+//! - [`store`]: API keys, sessions and snapshots written by backends.
+//! - [`metrics`], [`shutdown`]: observability and the drain sequence.
+//!
+//! [`run`] wires them and is the one entry point for `main` and tests.
+
+pub mod auth;
+pub mod broker;
+pub mod config;
+pub mod conn;
+pub mod hub;
+pub mod metrics;
+pub mod profile;
+pub mod shutdown;
+pub mod store;
+pub mod ws;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{any, get};
+use axum::extract::ws::Utf8Bytes;
+use fred::interfaces::ClientLike;
+use herald_shared::Keys;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+
+use crate::auth::Authenticator;
+use crate::broker::Broker;
+use crate::broker::memory::MemoryBroker;
+use crate::broker::redis::RedisBroker;
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::profile::{CompiledProfile, ProfileRegistry};
+use crate::profile::wire::{encode_bare, now_ms};
+use crate::shutdown::{Phase, Shutdown};
+use crate::store::Store;
+use crate::store::memory::MemoryStore;
+use crate::store::redis::RedisStore;
+
+/// Shared handles of one gateway process.
+pub struct AppState {
+    pub config: Config,
+    pub profiles: ProfileRegistry,
+    pub hub: Arc<Hub>,
+    pub broker: Arc<dyn Broker>,
+    pub store: Arc<dyn Store>,
+    pub auth: Authenticator,
+    pub shutdown: Shutdown,
+    prometheus: Option<PrometheusHandle>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").field("broker", &self.broker.name()).finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// The heartbeat ping frame of a profile.
+    pub fn ping_frame(&self, profile: &CompiledProfile) -> Utf8Bytes {
+        let ping_type = profile.spec.heartbeat.as_ref().map_or("ping", |h| h.ping_type.as_str());
+        encode_bare(&self.profiles.shapes[profile.shape], ping_type, now_ms())
+    }
+}
+
+/// Why the gateway could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("broker: {0}")]
+    Broker(#[from] broker::BrokerError),
+    #[error("server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Serve until `signal` resolves, then drain and return.
+pub async fn run(config: Config, listener: TcpListener, signal: impl Future<Output = ()> + Send + 'static) -> Result<(), RunError> {
+    let prometheus = match metrics::install() {
+        Ok(h) => {
+            tokio::spawn(metrics::upkeep(h.clone()));
+            Some(h)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics recorder not installed");
+            None
+        }
+    };
+    let keys = Keys::new(&config.redis.prefix);
+    let (broker, store): (Arc<dyn Broker>, Arc<dyn Store>) = if config.redis.url.is_empty() {
+        tracing::info!("embedded in-memory broker (single replica)");
+        (Arc::new(MemoryBroker::new()), Arc::new(MemoryStore::from_config(&config.auth)))
+    } else {
+        let broker = RedisBroker::start(&config.redis.url, keys.clone())?;
+        let client = broker::redis::builder(&config.redis.url)?
+            .build()
+            .map_err(|e| broker::BrokerError::Config(e.to_string()))?;
+        client.connect();
+        tracing::info!("redis broker");
+        (broker, Arc::new(RedisStore::new(client, keys)))
+    };
+    for (route, kind) in config.unusable_credentials() {
+        tracing::warn!(route, ?kind, "credential kind accepted by the profile but not configured (secret missing)");
+    }
+    let profiles = ProfileRegistry::compile(config.profiles());
+    let hub = Hub::new(Arc::clone(&broker), profiles.shapes.len());
+    let state = Arc::new(AppState {
+        auth: Authenticator::new(&config.auth, Arc::clone(&store)),
+        shutdown: Shutdown::new(Duration::from_millis(config.shutdown.drain_ms)),
+        config,
+        profiles,
+        hub,
+        broker,
+        store,
+        prometheus,
+    });
+
+    let app = router(Arc::clone(&state));
+    let drain_state = Arc::clone(&state);
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move {
+            signal.await;
+            drain_state.shutdown.begin();
+        })
+        .await?;
+    state.shutdown.wait().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn router(state: Arc<AppState>) -> Router {
+    let mut router = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text));
+    for profile in &state.profiles.profiles {
+        let p = Arc::clone(profile);
+        router = router.route(
+            &profile.spec.path,
+            any(move |st, path, query, cookies, headers, upgrade| ws::upgrade(Arc::clone(&p), st, path, query, cookies, headers, upgrade)),
+        );
+    }
+    router.with_state(state)
+}
+
+async fn readyz(State(app): State<Arc<AppState>>) -> impl IntoResponse {
+    if app.shutdown.phase() != Phase::Running {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining")
+    } else if !app.broker.is_ready() {
+        (StatusCode::SERVICE_UNAVAILABLE, "broker not ready")
+    } else {
+        (StatusCode::OK, "ready")
+    }
+}
+
+async fn metrics_text(State(app): State<Arc<AppState>>) -> impl IntoResponse {
+    match &app.prometheus {
+        Some(h) => (StatusCode::OK, [("content-type", "text/plain; version=0.0.4")], h.render()),
+        None => (StatusCode::SERVICE_UNAVAILABLE, [("content-type", "text/plain")], String::new()),
+    }
+}

@@ -1,0 +1,58 @@
+//! `herald-gateway`: load the configuration, set up logging, listen, serve.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use herald_gateway::config::{Config, LogFormat};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// Herald real-time gateway.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// TOML configuration file (default: the bundled deploy/herald.toml).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Validate the configuration and exit.
+    #[arg(long)]
+    check: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let config = Config::load(args.config.as_deref(), |k| std::env::var(k).ok())?;
+    if args.check {
+        println!("configuration ok: {} profile(s)", config.profiles().len());
+        return Ok(());
+    }
+    init_tracing(config.log.format);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    // One stable line on stdout, so supervisors and tests learn the bound port.
+    println!("herald-gateway listening on {addr}");
+    tracing::info!(%addr, profiles = config.profiles().len(), "listening");
+    herald_gateway::run(config, listener, herald_gateway::shutdown::signal()).await?;
+    Ok(())
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = match format {
+        LogFormat::Json => true,
+        LogFormat::Text => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
+    };
+    let registry = tracing_subscriber::registry().with(filter);
+    if json {
+        registry.with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr)).init();
+    } else {
+        registry.with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).init();
+    }
+}

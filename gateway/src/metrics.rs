@@ -1,0 +1,117 @@
+//! Every metric the gateway exports: names, labels and help in one place.
+//!
+//! Labels are bounded sets only (route name, close reason, drop reason, auth
+//! failure reason); topics, users, addresses and tokens never become labels.
+//! Per-route handles used on the hot path are resolved once, in
+//! [`RouteMetrics::new`].
+
+use std::time::Duration;
+
+use metrics::{Counter, Gauge, Histogram, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+const CONNECTIONS: &str = "herald_connections";
+const OPENED: &str = "herald_connections_opened_total";
+const CLOSED: &str = "herald_connections_closed_total";
+const DELIVERED: &str = "herald_messages_delivered_total";
+const DROPPED: &str = "herald_messages_dropped_total";
+const LAG: &str = "herald_delivery_lag_seconds";
+const BROKER_MESSAGES: &str = "herald_broker_messages_total";
+const BROKER_INVALID: &str = "herald_broker_invalid_messages_total";
+const BROKER_LAGGED: &str = "herald_broker_lagged_messages_total";
+const BROKER_RECONNECTS: &str = "herald_broker_reconnects_total";
+const BROKER_CONNECTED: &str = "herald_broker_connected";
+const TOPICS: &str = "herald_topics_subscribed";
+const AUTH_FAILURES: &str = "herald_auth_failures_total";
+
+/// Lag buckets, in seconds: sub-millisecond to multi-second.
+const LAG_BUCKETS: [f64; 14] =
+    [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0];
+
+/// Install the process-wide Prometheus recorder and describe every metric.
+pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(metrics_exporter_prometheus::Matcher::Full(LAG.to_owned()), &LAG_BUCKETS)?
+        .install_recorder()?;
+    describe_gauge!(CONNECTIONS, "Open client connections, by route.");
+    describe_counter!(OPENED, "Client connections accepted, by route.");
+    describe_counter!(CLOSED, "Client connections closed, by route and reason.");
+    describe_counter!(DELIVERED, "Event frames written to client sockets, by route.");
+    describe_counter!(DROPPED, "Events not delivered to a connection, by reason.");
+    describe_histogram!(LAG, metrics::Unit::Seconds, "Time from publish to socket write.");
+    describe_counter!(BROKER_MESSAGES, "Messages received from the broker.");
+    describe_counter!(BROKER_INVALID, "Broker messages that were not a valid envelope.");
+    describe_counter!(BROKER_LAGGED, "Broker messages lost because the receiver lagged.");
+    describe_counter!(BROKER_RECONNECTS, "Broker reconnections.");
+    describe_gauge!(BROKER_CONNECTED, "1 when the broker is connected and subscribed.");
+    describe_gauge!(TOPICS, "Topics this replica is subscribed to at the broker.");
+    describe_counter!(AUTH_FAILURES, "Failed authentications, by route and reason.");
+    Ok(handle)
+}
+
+/// Keeps histogram windows from growing without a scrape.
+pub async fn upkeep(handle: PrometheusHandle) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        handle.run_upkeep();
+    }
+}
+
+/// Handles for one route, resolved once.
+#[derive(Debug, Clone)]
+pub struct RouteMetrics {
+    route: String,
+    pub connections: Gauge,
+    pub opened: Counter,
+    pub delivered: Counter,
+    pub lag: Histogram,
+}
+
+impl RouteMetrics {
+    pub fn new(route: &str) -> Self {
+        Self {
+            route: route.to_owned(),
+            connections: gauge!(CONNECTIONS, "route" => route.to_owned()),
+            opened: counter!(OPENED, "route" => route.to_owned()),
+            delivered: counter!(DELIVERED, "route" => route.to_owned()),
+            lag: histogram!(LAG),
+        }
+    }
+
+    pub fn closed(&self, reason: &'static str) {
+        counter!(CLOSED, "route" => self.route.clone(), "reason" => reason).increment(1);
+    }
+
+    pub fn auth_failure(&self, reason: &'static str) {
+        counter!(AUTH_FAILURES, "route" => self.route.clone(), "reason" => reason).increment(1);
+    }
+}
+
+pub fn dropped(reason: &'static str) {
+    counter!(DROPPED, "reason" => reason).increment(1);
+}
+
+pub fn broker_message() {
+    counter!(BROKER_MESSAGES).increment(1);
+}
+
+pub fn broker_invalid_message() {
+    counter!(BROKER_INVALID).increment(1);
+}
+
+pub fn broker_lagged(n: u64) {
+    counter!(BROKER_LAGGED).increment(n);
+}
+
+pub fn broker_reconnect() {
+    counter!(BROKER_RECONNECTS).increment(1);
+}
+
+pub fn broker_connected(up: bool) {
+    gauge!(BROKER_CONNECTED).set(if up { 1.0 } else { 0.0 });
+}
+
+pub fn topics(n: usize) {
+    gauge!(TOPICS).set(n as f64);
+}

@@ -1,0 +1,122 @@
+//! Route profiles compiled for serving: topic templates resolved against a
+//! principal and the path, command lookup, the wire shape's index and the
+//! route's metric handles. Connection code reads these and never asks which
+//! product it serves.
+
+pub mod wire;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use herald_shared::profile::{Command, FrameSpec, RouteProfile};
+use herald_shared::{Principal, Topic, TopicError};
+
+use crate::metrics::RouteMetrics;
+
+/// A profile ready to serve.
+#[derive(Debug)]
+pub struct CompiledProfile {
+    pub spec: RouteProfile,
+    /// Index of this profile's frame shape in [`ProfileRegistry::shapes`];
+    /// events are encoded once per shape, whatever the number of routes.
+    pub shape: usize,
+    pub metrics: RouteMetrics,
+}
+
+/// Every served profile plus the distinct frame shapes among them.
+#[derive(Debug)]
+pub struct ProfileRegistry {
+    pub profiles: Vec<Arc<CompiledProfile>>,
+    pub shapes: Arc<[FrameSpec]>,
+}
+
+impl ProfileRegistry {
+    pub fn compile(specs: &[RouteProfile]) -> Self {
+        let mut shapes: Vec<FrameSpec> = Vec::new();
+        let profiles = specs
+            .iter()
+            .map(|spec| {
+                let shape = shapes.iter().position(|s| *s == spec.frame).unwrap_or_else(|| {
+                    shapes.push(spec.frame.clone());
+                    shapes.len() - 1
+                });
+                Arc::new(CompiledProfile { spec: spec.clone(), shape, metrics: RouteMetrics::new(&spec.name) })
+            })
+            .collect();
+        Self { profiles, shapes: shapes.into() }
+    }
+}
+
+impl CompiledProfile {
+    /// Topics joined on connect, in template order, without repeats.
+    pub fn join_topics(&self, who: &Principal, path: &HashMap<String, String>) -> Result<Vec<Topic>, TopicError> {
+        render_all(&self.spec.join, who, path)
+    }
+
+    /// Topics whose stored snapshot may serve this connection, in order.
+    pub fn snapshot_topics(&self, who: &Principal, path: &HashMap<String, String>) -> Result<Vec<Topic>, TopicError> {
+        match &self.spec.snapshot {
+            Some(s) => render_all(&s.topics, who, path),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// What a client frame's type means, if anything.
+    pub fn command(&self, frame_type: &str) -> Option<Command> {
+        self.spec.commands.get(frame_type).copied()
+    }
+
+    /// Whether a fresh snapshot follows events of this type.
+    pub fn resends_snapshot_after(&self, event_type: &str) -> bool {
+        self.spec.snapshot.as_ref().is_some_and(|s| s.resend_after.iter().any(|t| t == event_type))
+    }
+}
+
+fn render_all(templates: &[String], who: &Principal, path: &HashMap<String, String>) -> Result<Vec<Topic>, TopicError> {
+    let mut out: Vec<Topic> = Vec::new();
+    for t in templates {
+        for s in render(t, who, path) {
+            let topic = Topic::parse(&s)?;
+            if !out.contains(&topic) {
+                out.push(topic);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Expand one template. `{role}` yields one topic per role; a template that
+/// needs an org the principal lacks yields nothing.
+fn render(template: &str, who: &Principal, path: &HashMap<String, String>) -> Vec<String> {
+    let mut base = template.replace("{sub}", &who.sub);
+    if base.contains("{org}") {
+        let Some(org) = &who.org else { return Vec::new() };
+        base = base.replace("{org}", org);
+    }
+    for (name, value) in path {
+        base = base.replace(&format!("{{path.{name}}}"), value);
+    }
+    if base.contains("{role}") {
+        who.roles.iter().map(|r| base.replace("{role}", r)).collect()
+    } else {
+        vec![base]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_templates() {
+        let mut who = Principal::new("alice");
+        who.roles = vec!["admin".into(), "ops".into()];
+        let path = HashMap::from([("id".to_owned(), "r1".to_owned())]);
+        let t = |s: &[&str]| render_all(&s.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>(), &who, &path);
+        let got = t(&["user:{sub}", "role:{role}", "org:{org}", "res:run:{path.id}", "user:{sub}"]).expect("valid");
+        let got: Vec<&str> = got.iter().map(Topic::as_str).collect();
+        assert_eq!(got, ["user:alice", "role:admin", "role:ops", "res:run:r1"]);
+        who.sub = "bad name".into();
+        assert!(t(&["user:{sub}"]).is_err());
+    }
+}

@@ -1,0 +1,147 @@
+//! Wire encoding: an event, a ping or a snapshot, laid out per [`FrameSpec`].
+//!
+//! Events are encoded lazily once per shape and the bytes shared by every
+//! socket of that shape ([`PreparedEvent`]); nothing is serialised per
+//! connection. Flat frames splice the payload object's members after the
+//! type field instead of re-parsing the payload.
+
+use std::sync::OnceLock;
+
+use axum::extract::ws::Utf8Bytes;
+use herald_shared::Envelope;
+use herald_shared::profile::{FrameSpec, FrameStyle, TimestampFormat};
+use time::OffsetDateTime;
+use time::macros::format_description;
+
+/// An event received from the broker, with its per-shape encodings.
+#[derive(Debug)]
+pub struct PreparedEvent {
+    pub envelope: Envelope,
+    frames: Box<[OnceLock<Utf8Bytes>]>,
+}
+
+impl PreparedEvent {
+    pub fn new(envelope: Envelope, shapes: usize) -> Self {
+        Self { envelope, frames: (0..shapes).map(|_| OnceLock::new()).collect() }
+    }
+
+    /// The frame for one shape, encoded by the first socket that needs it.
+    pub fn frame(&self, shape: usize, spec: &FrameSpec) -> Utf8Bytes {
+        let encode = || encode_event(spec, &self.envelope.event_type, self.envelope.ts, self.envelope.data.get());
+        match self.frames.get(shape) {
+            Some(cell) => cell.get_or_init(encode).clone(),
+            None => encode(),
+        }
+    }
+}
+
+/// Encode an event payload (raw JSON) as a frame.
+pub fn encode_event(spec: &FrameSpec, event_type: &str, ts_ms: i64, data: &str) -> Utf8Bytes {
+    let mut out = String::with_capacity(data.len() + 64);
+    out.push('{');
+    push_field(&mut out, &spec.type_field, &json_string(event_type));
+    match (spec.style, object_members(data)) {
+        (FrameStyle::Flat, Some(members)) => {
+            if !members.is_empty() {
+                out.push(',');
+                out.push_str(members);
+            }
+        }
+        // A flat shape given a non-object payload still shows it, nested.
+        _ => {
+            out.push(',');
+            push_field(&mut out, &spec.data_field, data.trim());
+        }
+    }
+    push_timestamp(&mut out, spec, ts_ms);
+    out.push('}');
+    Utf8Bytes::from(out)
+}
+
+/// A frame with only a type (and the shape's timestamp): pings, acks.
+pub fn encode_bare(spec: &FrameSpec, frame_type: &str, ts_ms: i64) -> Utf8Bytes {
+    let mut out = String::with_capacity(64);
+    out.push('{');
+    push_field(&mut out, &spec.type_field, &json_string(frame_type));
+    push_timestamp(&mut out, spec, ts_ms);
+    out.push('}');
+    Utf8Bytes::from(out)
+}
+
+fn push_field(out: &mut String, name: &str, json_value: &str) {
+    out.push_str(&json_string(name));
+    out.push(':');
+    out.push_str(json_value);
+}
+
+fn push_timestamp(out: &mut String, spec: &FrameSpec, ts_ms: i64) {
+    if let Some(field) = &spec.timestamp_field {
+        out.push(',');
+        push_field(out, field, &format_timestamp(spec.timestamp_format, ts_ms));
+    }
+}
+
+fn json_string(s: &str) -> String {
+    serde_json::Value::from(s).to_string()
+}
+
+/// `a":1,"b":2` from `{"a":1,"b":2}`: the members of a JSON object, or None.
+fn object_members(raw: &str) -> Option<&str> {
+    raw.trim().strip_prefix('{')?.strip_suffix('}').map(str::trim)
+}
+
+/// A timestamp as a JSON value.
+pub fn format_timestamp(format: TimestampFormat, ts_ms: i64) -> String {
+    let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ts_ms) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    let text = match format {
+        TimestampFormat::UnixMs => return ts_ms.to_string(),
+        TimestampFormat::Rfc3339 => at.format(format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z")),
+        TimestampFormat::Rfc3339Millis => {
+            at.format(format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"))
+        }
+    };
+    format!("\"{}\"", text.unwrap_or_default())
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    let now = OffsetDateTime::now_utc();
+    (now.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(style: FrameStyle, ts: Option<&str>) -> FrameSpec {
+        FrameSpec { style, timestamp_field: ts.map(str::to_owned), ..FrameSpec::default() }
+    }
+
+    fn parse(b: &Utf8Bytes) -> serde_json::Value {
+        serde_json::from_str(b.as_str()).expect("frame is JSON")
+    }
+
+    #[test]
+    fn flat_splices_members() {
+        let f = encode_event(&spec(FrameStyle::Flat, None), "progress", 0, r#" { "name": "docsfy", "n": 3 } "#);
+        assert_eq!(parse(&f), serde_json::json!({"type":"progress","name":"docsfy","n":3}));
+        let empty = encode_event(&spec(FrameStyle::Flat, None), "x", 0, "{}");
+        assert_eq!(parse(&empty), serde_json::json!({"type":"x"}));
+        let scalar = encode_event(&spec(FrameStyle::Flat, None), "x", 0, "[1]");
+        assert_eq!(parse(&scalar), serde_json::json!({"type":"x","data":[1]}));
+    }
+
+    #[test]
+    fn nested_with_timestamp() {
+        let f = encode_event(&spec(FrameStyle::Nested, Some("timestamp")), "t", 1_763_900_000_123, r#"{"a":1}"#);
+        assert_eq!(parse(&f), serde_json::json!({"type":"t","data":{"a":1},"timestamp":"2025-11-23T12:13:20Z"}));
+        assert_eq!(format_timestamp(TimestampFormat::Rfc3339Millis, 1_763_900_000_123), "\"2025-11-23T12:13:20.123Z\"");
+        assert_eq!(format_timestamp(TimestampFormat::UnixMs, 5), "5");
+    }
+
+    #[test]
+    fn bare_frames() {
+        assert_eq!(encode_bare(&spec(FrameStyle::Flat, None), "ping", 0).as_str(), r#"{"type":"ping"}"#);
+    }
+}

@@ -1,0 +1,155 @@
+//! `heraldctl`: Herald's publisher from the shell, for operators and for
+//! backends that are not written in Rust.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use herald_publisher::{Principal, Publisher, Topic};
+
+#[derive(Debug, Parser)]
+#[command(version, about = "Publish to Herald gateways and manage what they serve")]
+struct Cli {
+    /// Redis URL the gateways use.
+    #[arg(long, env = "HERALD_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    redis: String,
+    /// Key prefix the gateways use (`redis.prefix`).
+    #[arg(long, env = "HERALD_REDIS_PREFIX", default_value = "herald")]
+    prefix: String,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Publish one event to an audience; prints the event id.
+    Publish {
+        /// Topics of the audience (`user:alice`, `role:admin`, `res:project:p1`).
+        #[arg(long = "to", required = true, num_args = 1..)]
+        to: Vec<String>,
+        /// Event type (`progress`, `status_change`, …).
+        #[arg(long = "type")]
+        event_type: String,
+        /// Payload, a JSON value.
+        #[arg(long)]
+        data: String,
+    },
+    /// Store the snapshot of a topic (or of a user with --user).
+    Snapshot {
+        #[arg(long, conflicts_with = "user", required_unless_present = "user")]
+        topic: Option<String>,
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        data: String,
+        /// Also send the user's connections a fresh snapshot now.
+        #[arg(long, requires = "user")]
+        resync: bool,
+    },
+    /// Send a user's connections a fresh snapshot.
+    Resync {
+        #[arg(long)]
+        user: String,
+    },
+    /// Grant a user a topic or glob, then resynchronise them.
+    Grant {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        topic: String,
+    },
+    /// Revoke a grant, then resynchronise the user.
+    Revoke {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        topic: String,
+    },
+    /// Manage API keys (stored hashed).
+    Apikey {
+        #[command(subcommand)]
+        action: CredentialCmd,
+    },
+    /// Manage session tokens (stored hashed, expiring).
+    Session {
+        #[command(subcommand)]
+        action: CredentialCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CredentialCmd {
+    /// Register a key or token for a principal.
+    Add {
+        /// The secret itself (API key or session token).
+        #[arg(long, alias = "token")]
+        key: String,
+        #[arg(long)]
+        sub: String,
+        #[arg(long)]
+        org: Option<String>,
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// Sessions only: lifetime in seconds.
+        #[arg(long, default_value_t = 28_800)]
+        ttl_secs: u64,
+    },
+    /// Remove a key or token.
+    Remove {
+        #[arg(long, alias = "token")]
+        key: String,
+    },
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let publisher = Publisher::connect_with_prefix(&cli.redis, &cli.prefix)
+        .await
+        .with_context(|| "cannot connect to Redis (check --redis / HERALD_REDIS_URL)")?;
+    match cli.command {
+        Cmd::Publish { to, event_type, data } => {
+            let audience = to.iter().map(|t| Topic::parse(t)).collect::<Result<Vec<_>, _>>()?;
+            let id = publisher.publish(&audience, &event_type, &json(&data)?).await?;
+            println!("{id}");
+        }
+        Cmd::Snapshot { topic, user, data, resync } => {
+            let topic = match (&topic, &user) {
+                (Some(t), _) => Topic::parse(t)?,
+                (None, Some(u)) => Topic::user(u)?,
+                (None, None) => bail!("give --topic or --user"),
+            };
+            publisher.set_snapshot(&topic, &json(&data)?).await?;
+            if let (true, Some(u)) = (resync, &user) {
+                publisher.resync(u).await?;
+            }
+        }
+        Cmd::Resync { user } => publisher.resync(&user).await?,
+        Cmd::Grant { user, topic } => publisher.grant(&user, &topic).await?,
+        Cmd::Revoke { user, topic } => publisher.revoke(&user, &topic).await?,
+        Cmd::Apikey { action } => match action {
+            CredentialCmd::Add { key, sub, org, roles, .. } => {
+                publisher.add_api_key(&key, &principal(sub, org, roles)).await?
+            }
+            CredentialCmd::Remove { key } => publisher.remove_api_key(&key).await?,
+        },
+        Cmd::Session { action } => match action {
+            CredentialCmd::Add { key, sub, org, roles, ttl_secs } => {
+                publisher.add_session(&key, &principal(sub, org, roles), Duration::from_secs(ttl_secs)).await?
+            }
+            CredentialCmd::Remove { key } => publisher.remove_session(&key).await?,
+        },
+    }
+    Ok(())
+}
+
+fn json(text: &str) -> anyhow::Result<serde_json::Value> {
+    serde_json::from_str(text).with_context(|| "--data must be a JSON value")
+}
+
+fn principal(sub: String, org: Option<String>, roles: Vec<String>) -> Principal {
+    let mut p = Principal::new(sub);
+    p.org = org;
+    p.roles = roles;
+    p
+}

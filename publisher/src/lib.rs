@@ -1,0 +1,294 @@
+//! `herald-publisher`: what backend workers call to reach Herald's clients.
+//!
+//! A [`Publisher`] holds one multiplexed Redis connection. It publishes
+//! events to an audience (a list of [topics](herald_shared::Topic)) in the
+//! envelope format of `docs/protocol.md`, and manages what gateways read on
+//! connect: per-topic snapshots, API keys and session tokens (stored hashed),
+//! and per-user grants. The `heraldctl` binary exposes the same operations
+//! to operators and to backends written in other languages.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), herald_publisher::PublishError> {
+//! use herald_publisher::{Publisher, Topic};
+//! use serde_json::json;
+//!
+//! let publisher = Publisher::connect("redis://127.0.0.1:6379").await?;
+//! let audience = [Topic::user("alice")?, Topic::role("admin")?];
+//! publisher.progress(&audience, &json!({"name": "docsfy", "status": "generating"})).await?;
+//! # Ok(()) }
+//! ```
+
+use std::time::Duration;
+
+use fred::interfaces::{ClientLike, KeysInterface, PubsubInterface, SetsInterface};
+use fred::prelude::{Builder, Client, Config, Expiration, ReconnectPolicy};
+use herald_shared::envelope::{CONTROL_RESYNC, check_event_type};
+use herald_shared::{ENVELOPE_VERSION, Envelope, Keys, hash_secret};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+pub use herald_shared::{Principal, Topic, TopicError};
+
+/// Event type of in-flight progress updates.
+pub const PROGRESS: &str = "progress";
+/// Event type of terminal status updates.
+pub const STATUS_CHANGE: &str = "status_change";
+
+/// Why a publisher call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("redis: {0}")]
+    Redis(#[from] fred::error::Error),
+    #[error("invalid topic: {0}")]
+    Topic(#[from] TopicError),
+    #[error("invalid event: {0}")]
+    Event(String),
+    #[error("payload is not serialisable JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("the audience is empty")]
+    EmptyAudience,
+}
+
+/// The unique id of a published event (a time-ordered UUID).
+pub type EventId = String;
+
+/// A connection to the Redis that Herald gateways listen to.
+#[derive(Clone)]
+pub struct Publisher {
+    client: Client,
+    keys: Keys,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher").field("prefix", &self.keys.prefix()).finish_non_exhaustive()
+    }
+}
+
+impl Publisher {
+    /// Connect with the default key prefix (`herald`).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), herald_publisher::PublishError> {
+    /// let publisher = herald_publisher::Publisher::connect("redis://127.0.0.1:6379").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(redis_url: &str) -> Result<Self, PublishError> {
+        Self::connect_with_prefix(redis_url, herald_shared::keys::DEFAULT_PREFIX).await
+    }
+
+    /// Connect with the key prefix the gateways use (`redis.prefix`).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), herald_publisher::PublishError> {
+    /// let publisher = herald_publisher::Publisher::connect_with_prefix("redis://127.0.0.1:6379", "staging").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_with_prefix(redis_url: &str, prefix: &str) -> Result<Self, PublishError> {
+        let config = Config::from_url(redis_url)?;
+        let mut builder = Builder::from_config(config);
+        builder.set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
+        builder.with_performance_config(|p| p.default_command_timeout = Duration::from_secs(5));
+        let client = builder.build()?;
+        client.init().await?;
+        Ok(Self { client, keys: Keys::new(prefix) })
+    }
+
+    /// Publish one event to every topic of an audience, with one event id.
+    /// A connection that joined several of these topics receives it once.
+    ///
+    /// ```no_run
+    /// # async fn demo(p: herald_publisher::Publisher) -> Result<(), herald_publisher::PublishError> {
+    /// use herald_publisher::Topic;
+    /// let id = p.publish(&[Topic::resource("project", "proj-1")?], "project.completed",
+    ///                    &serde_json::json!({"project_id": "proj-1"})).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn publish<T: Serialize + ?Sized>(
+        &self,
+        audience: &[Topic],
+        event_type: &str,
+        data: &T,
+    ) -> Result<EventId, PublishError> {
+        check_event_type(event_type).map_err(|e| PublishError::Event(e.to_string()))?;
+        if audience.is_empty() {
+            return Err(PublishError::EmptyAudience);
+        }
+        let data: Box<RawValue> = serde_json::value::to_raw_value(data)?;
+        let id = uuid::Uuid::now_v7().to_string();
+        let ts = now_ms();
+        let pipeline = self.client.pipeline();
+        for topic in audience {
+            let envelope = Envelope {
+                v: ENVELOPE_VERSION,
+                id: id.clone(),
+                event_type: event_type.to_owned(),
+                ts,
+                topic: topic.clone(),
+                to: if audience.len() > 1 { audience.to_vec() } else { Vec::new() },
+                offset: None,
+                data: data.clone(),
+            };
+            let () = pipeline.publish(self.keys.channel(topic.as_str()), envelope.encode()).await?;
+        }
+        let _: Vec<i64> = pipeline.all().await?;
+        Ok(id)
+    }
+
+    /// Publish a `progress` event.
+    ///
+    /// ```no_run
+    /// # async fn demo(p: herald_publisher::Publisher) -> Result<(), herald_publisher::PublishError> {
+    /// use herald_publisher::Topic;
+    /// p.progress(&[Topic::user("alice")?], &serde_json::json!({
+    ///     "name": "docsfy", "branch": "main", "provider": "cursor", "model": "m",
+    ///     "owner": "alice", "status": "generating", "current_stage": "planning"})).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn progress<T: Serialize + ?Sized>(&self, audience: &[Topic], data: &T) -> Result<EventId, PublishError> {
+        self.publish(audience, PROGRESS, data).await
+    }
+
+    /// Publish a `status_change` event. Profiles that list `status_change` in
+    /// `snapshot.resend_after` follow it with a fresh snapshot, so store the
+    /// new snapshots ([`Publisher::set_snapshot`]) before calling this.
+    ///
+    /// ```no_run
+    /// # async fn demo(p: herald_publisher::Publisher) -> Result<(), herald_publisher::PublishError> {
+    /// use herald_publisher::Topic;
+    /// p.status_change(&[Topic::user("alice")?, Topic::role("admin")?], &serde_json::json!({
+    ///     "name": "docsfy", "branch": "main", "provider": "cursor", "model": "m",
+    ///     "owner": "alice", "status": "ready", "page_count": 14})).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn status_change<T: Serialize + ?Sized>(&self, audience: &[Topic], data: &T) -> Result<EventId, PublishError> {
+        self.publish(audience, STATUS_CHANGE, data).await
+    }
+
+    /// Store the snapshot served on connect to connections whose profile reads
+    /// this topic's snapshot (docsfy: `user:{sub}`). It replaces the previous one.
+    ///
+    /// ```no_run
+    /// # async fn demo(p: herald_publisher::Publisher) -> Result<(), herald_publisher::PublishError> {
+    /// use herald_publisher::Topic;
+    /// p.set_snapshot(&Topic::user("alice")?, &serde_json::json!({
+    ///     "projects": [], "known_models": {}, "known_branches": {}})).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn set_snapshot<T: Serialize + ?Sized>(&self, topic: &Topic, data: &T) -> Result<(), PublishError> {
+        let json = serde_json::to_string(data)?;
+        let () = self.client.set(self.keys.snapshot(topic.as_str()), json, None, None, false).await?;
+        Ok(())
+    }
+
+    /// Ask every connection of a user to send its client a fresh snapshot.
+    ///
+    /// ```no_run
+    /// # async fn demo(p: herald_publisher::Publisher) -> Result<(), herald_publisher::PublishError> {
+    /// p.resync("alice").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn resync(&self, user: &str) -> Result<(), PublishError> {
+        self.publish(&[Topic::user(user)?], CONTROL_RESYNC, &serde_json::Value::Null).await.map(drop)
+    }
+
+    /// Register an API key for a principal. Only the key's SHA-256 is stored.
+    ///
+    /// ```no_run
+    /// # async fn demo(p: herald_publisher::Publisher) -> Result<(), herald_publisher::PublishError> {
+    /// p.add_api_key("k-alice-123", &herald_publisher::Principal::new("alice")).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn add_api_key(&self, key: &str, principal: &Principal) -> Result<(), PublishError> {
+        let json = serde_json::to_string(principal)?;
+        let () = self.client.set(self.keys.api_key(&hash_secret(key)), json, None, None, false).await?;
+        Ok(())
+    }
+
+    /// Remove an API key; connections already open stay open.
+    ///
+    /// ```no_run
+    /// # async fn demo(p: herald_publisher::Publisher) -> Result<(), herald_publisher::PublishError> {
+    /// p.remove_api_key("k-alice-123").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn remove_api_key(&self, key: &str) -> Result<(), PublishError> {
+        let _: i64 = self.client.del(self.keys.api_key(&hash_secret(key))).await?;
+        Ok(())
+    }
+
+    /// Register a session token (a login cookie's value) that expires after `ttl`.
+    ///
+    /// ```no_run
+    /// # async fn demo(p: herald_publisher::Publisher) -> Result<(), herald_publisher::PublishError> {
+    /// use std::time::Duration;
+    /// p.add_session("opaque-token", &herald_publisher::Principal::new("alice"), Duration::from_secs(28_800)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn add_session(&self, token: &str, principal: &Principal, ttl: Duration) -> Result<(), PublishError> {
+        let json = serde_json::to_string(principal)?;
+        let secs = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
+        let () = self
+            .client
+            .set(self.keys.session(&hash_secret(token)), json, Some(Expiration::EX(secs)), None, false)
+            .await?;
+        Ok(())
+    }
+
+    /// End a session; new connections with it are refused.
+    ///
+    /// ```no_run
+    /// # async fn demo(p: herald_publisher::Publisher) -> Result<(), herald_publisher::PublishError> {
+    /// p.remove_session("opaque-token").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn remove_session(&self, token: &str) -> Result<(), PublishError> {
+        let _: i64 = self.client.del(self.keys.session(&hash_secret(token))).await?;
+        Ok(())
+    }
+
+    /// Grant a user a topic (or a glob such as `res:project:*`) for
+    /// client-chosen subscriptions, and resynchronise the user's connections.
+    /// Store the user's new snapshot first when access changes what it shows.
+    ///
+    /// ```no_run
+    /// # async fn demo(p: herald_publisher::Publisher) -> Result<(), herald_publisher::PublishError> {
+    /// p.grant("bob", "res:project:proj-1").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn grant(&self, user: &str, topic_glob: &str) -> Result<(), PublishError> {
+        let _: i64 = self.client.sadd(self.keys.acl(user), topic_glob).await?;
+        self.resync(user).await
+    }
+
+    /// Revoke a grant made with [`Publisher::grant`], and resynchronise the user.
+    ///
+    /// ```no_run
+    /// # async fn demo(p: herald_publisher::Publisher) -> Result<(), herald_publisher::PublishError> {
+    /// p.revoke("bob", "res:project:proj-1").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn revoke(&self, user: &str, topic_glob: &str) -> Result<(), PublishError> {
+        let _: i64 = self.client.srem(self.keys.acl(user), topic_glob).await?;
+        self.resync(user).await
+    }
+
+    /// The grants of a user.
+    ///
+    /// ```no_run
+    /// # async fn demo(p: herald_publisher::Publisher) -> Result<(), herald_publisher::PublishError> {
+    /// let topics: Vec<String> = p.grants("bob").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn grants(&self, user: &str) -> Result<Vec<String>, PublishError> {
+        Ok(self.client.smembers(self.keys.acl(user)).await?)
+    }
+}
+
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

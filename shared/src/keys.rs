@@ -1,0 +1,80 @@
+//! Every Redis channel and key name, built here and nowhere else.
+//!
+//! Per-topic names wrap the topic in a cluster hash tag, `{topic}`, so a
+//! topic's channel, snapshot and (later) history stream land on one slot and a
+//! Lua script may touch all of them in Redis Cluster. Topics cannot contain
+//! braces, so the tag is exactly the topic.
+
+/// Default prefix of every name.
+pub const DEFAULT_PREFIX: &str = "herald";
+
+/// Name builder for one deployment's prefix (several Herald deployments, or
+/// test runs, can share a Redis by using different prefixes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Default for Keys {
+    fn default() -> Self {
+        Self::new(DEFAULT_PREFIX)
+    }
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Self {
+        Self { prefix: prefix.to_owned() }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Pub/sub channel of a topic: `herald:{user:alice}:ch`.
+    pub fn channel(&self, topic: &str) -> String {
+        format!("{}:{{{topic}}}:ch", self.prefix)
+    }
+
+    /// The topic a channel name was built from, if it is one of ours.
+    pub fn topic_of_channel<'a>(&self, channel: &'a str) -> Option<&'a str> {
+        channel
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix(":{")?
+            .strip_suffix("}:ch")
+    }
+
+    /// Snapshot JSON of a topic (docsfy's `sync` payload for `user:alice`).
+    pub fn snapshot(&self, topic: &str) -> String {
+        format!("{}:{{{topic}}}:snapshot", self.prefix)
+    }
+
+    /// Set of topics (or globs) granted to a user for client-chosen subscriptions.
+    pub fn acl(&self, user: &str) -> String {
+        format!("{}:{{user:{user}}}:acl", self.prefix)
+    }
+
+    /// Principal record of an API key, by the key's SHA-256 (hex).
+    pub fn api_key(&self, key_hash: &str) -> String {
+        format!("{}:apikey:{key_hash}", self.prefix)
+    }
+
+    /// Principal record of a session token, by the token's SHA-256 (hex).
+    pub fn session(&self, token_hash: &str) -> String {
+        format!("{}:session:{token_hash}", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_round_trip_and_hash_tag() {
+        let k = Keys::new("hx");
+        let ch = k.channel("user:alice");
+        assert_eq!(ch, "hx:{user:alice}:ch");
+        assert_eq!(k.topic_of_channel(&ch), Some("user:alice"));
+        assert_eq!(k.topic_of_channel("other:{user:alice}:ch"), None);
+        assert!(k.snapshot("user:alice").contains("{user:alice}"));
+    }
+}

@@ -1,0 +1,24 @@
+//! The contract between `herald-publisher` and `herald-gateway`.
+//!
+//! Everything two processes must agree on lives here and nowhere else, so a
+//! backend written in another language can follow `docs/protocol.md` and a
+//! Rust backend gets the same rules by type:
+//!
+//! - [`topic`]: topic keys (`user:`, `org:`, `role:`, `res:`) and their validation;
+//! - [`envelope`]: the versioned event as it travels through Redis;
+//! - [`keys`]: every Redis channel and key name, with cluster hash tags;
+//! - [`principal`]: who is connected (claims, roles) and how secrets are hashed;
+//! - [`profile`]: route-profile configuration types, pure data.
+//!
+//! This crate does no I/O and has no async runtime.
+
+pub mod envelope;
+pub mod keys;
+pub mod principal;
+pub mod profile;
+pub mod topic;
+
+pub use envelope::{Envelope, EnvelopeError, ENVELOPE_VERSION};
+pub use keys::Keys;
+pub use principal::{Claims, Principal, hash_secret};
+pub use topic::{Topic, TopicError};

@@ -1,0 +1,397 @@
+//! Route profiles: how one product's real-time API is served, as data.
+//!
+//! A profile names a path, where credentials come from, which topics a
+//! connection joins, how events are framed, which client frames mean what,
+//! the heartbeat, the snapshot sent on connect and the close codes. The
+//! gateway compiles profiles at start-up and its connection code only reads
+//! these fields; adding a product API is a configuration change.
+//! `docs/profiles.md` documents every field with an example.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// One route served by the gateway.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteProfile {
+    /// Short name used in metrics labels and logs (`docsfy`).
+    pub name: String,
+    /// Path pattern in axum syntax; `{name}` segments are captured (`/api/v1/ws/{client_id}`).
+    pub path: String,
+    #[serde(default)]
+    pub auth: AuthSpec,
+    /// Topic templates joined on connect. Placeholders: `{sub}`, `{org}` (the
+    /// template is skipped when the principal has no org), `{role}` (one topic
+    /// per role) and `{path.NAME}` (a captured path segment).
+    #[serde(default)]
+    pub join: Vec<String>,
+    #[serde(default)]
+    pub frame: FrameSpec,
+    #[serde(default)]
+    pub heartbeat: Option<HeartbeatSpec>,
+    #[serde(default)]
+    pub snapshot: Option<SnapshotSpec>,
+    /// Client frame `type` value → what it means. Types not listed follow `on_unknown`.
+    #[serde(default)]
+    pub commands: BTreeMap<String, Command>,
+    /// What to do with client frames that are not JSON or whose type is not in `commands`.
+    #[serde(default)]
+    pub on_unknown: UnknownFrame,
+    #[serde(default)]
+    pub close: CloseSpec,
+}
+
+/// Where credentials are read from, in order; the first source present decides.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSpec {
+    #[serde(default)]
+    pub sources: Vec<AuthSource>,
+    /// Close code sent when authentication fails (after accepting the upgrade,
+    /// so browsers can see the code).
+    #[serde(default = "default_auth_close")]
+    pub failure_close_code: u16,
+    #[serde(default = "default_auth_reason")]
+    pub failure_reason: String,
+}
+
+fn default_auth_close() -> u16 {
+    1008
+}
+fn default_auth_reason() -> String {
+    "authentication failed".to_owned()
+}
+
+/// One place a credential may be found.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSource {
+    pub from: AuthLocation,
+    /// Query parameter, cookie or header name.
+    pub name: String,
+    /// Credential kinds tried, in order.
+    pub accept: Vec<CredentialKind>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthLocation {
+    Query,
+    Cookie,
+    /// A header; `Bearer ` is stripped when present.
+    Header,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialKind {
+    /// HS256 JWT signed with `HERALD_JWT_SECRET`.
+    Jwt,
+    /// `HERALD_ADMIN_KEY`, compared in constant time; yields the admin principal.
+    AdminKey,
+    /// An API key registered by the backend (stored hashed).
+    ApiKey,
+    /// A session token registered by the backend (stored hashed, expires).
+    Session,
+}
+
+/// How events and server frames are laid out on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrameSpec {
+    pub style: FrameStyle,
+    /// Name of the discriminator field.
+    #[serde(default = "default_type_field")]
+    pub type_field: String,
+    /// Payload field for `nested` frames.
+    #[serde(default = "default_data_field")]
+    pub data_field: String,
+    /// Timestamp field added to every server frame, if any.
+    #[serde(default)]
+    pub timestamp_field: Option<String>,
+    #[serde(default)]
+    pub timestamp_format: TimestampFormat,
+}
+
+impl Default for FrameSpec {
+    fn default() -> Self {
+        Self {
+            style: FrameStyle::Flat,
+            type_field: default_type_field(),
+            data_field: default_data_field(),
+            timestamp_field: None,
+            timestamp_format: TimestampFormat::default(),
+        }
+    }
+}
+
+fn default_type_field() -> String {
+    "type".to_owned()
+}
+fn default_data_field() -> String {
+    "data".to_owned()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FrameStyle {
+    /// `{"type": T, ...data}`: the payload's fields beside the type (docsfy).
+    Flat,
+    /// `{"type": T, "data": data}` (kubegen, AgentHQ).
+    Nested,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimestampFormat {
+    /// `2026-11-23T15:04:05Z`.
+    #[default]
+    Rfc3339,
+    /// `2026-11-23T15:04:05.123Z`.
+    Rfc3339Millis,
+    /// Unix milliseconds as a number.
+    UnixMs,
+}
+
+/// Server-initiated application-level heartbeat.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatSpec {
+    /// Time between pings.
+    pub interval_ms: u64,
+    /// Time the client has to answer one ping.
+    pub timeout_ms: u64,
+    /// Unanswered pings in a row after which the connection is closed.
+    pub max_missed: u32,
+    /// `type` of the ping frame.
+    #[serde(default = "default_ping")]
+    pub ping_type: String,
+    /// Close code when the client stops answering.
+    #[serde(default = "default_heartbeat_close")]
+    pub close_code: u16,
+    #[serde(default = "default_heartbeat_reason")]
+    pub close_reason: String,
+}
+
+fn default_ping() -> String {
+    "ping".to_owned()
+}
+fn default_heartbeat_close() -> u16 {
+    1001
+}
+fn default_heartbeat_reason() -> String {
+    "heartbeat timeout".to_owned()
+}
+
+/// A full-state frame sent on connect and after chosen events.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotSpec {
+    /// `type` of the snapshot frame (`sync`).
+    pub event_type: String,
+    /// Topic templates whose stored snapshot is used; the first one stored wins.
+    pub topics: Vec<String>,
+    /// Payload when none is stored.
+    #[serde(default = "empty_object")]
+    pub empty: serde_json::Value,
+    /// Event types after which a fresh snapshot follows (`status_change`).
+    #[serde(default)]
+    pub resend_after: Vec<String>,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
+}
+
+/// What a client frame means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Command {
+    /// Answers a heartbeat ping.
+    Pong,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownFrame {
+    /// Drop it silently (docsfy: "Client messages other than valid JSON pong are ignored").
+    #[default]
+    Ignore,
+}
+
+/// Close codes for the gateway's own reasons.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloseSpec {
+    /// Sent to every socket when the replica shuts down.
+    #[serde(default = "default_shutdown_close")]
+    pub shutdown: u16,
+    /// Sent when a client cannot keep up with its events (see `docs/protocol.md`).
+    #[serde(default = "default_slow_close")]
+    pub slow_consumer: u16,
+}
+
+impl Default for CloseSpec {
+    fn default() -> Self {
+        Self { shutdown: default_shutdown_close(), slow_consumer: default_slow_close() }
+    }
+}
+
+fn default_shutdown_close() -> u16 {
+    1001
+}
+fn default_slow_close() -> u16 {
+    1013
+}
+
+/// A profile setting that cannot work, with the key that holds it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {reason}")]
+pub struct ProfileError {
+    pub key: String,
+    pub reason: String,
+}
+
+impl RouteProfile {
+    /// Check everything serde cannot: reachable values, consistent timings,
+    /// well-formed templates. `index` is the profile's position for error keys.
+    pub fn validate(&self, index: usize) -> Result<(), ProfileError> {
+        let key = |field: &str| format!("profiles[{index}].{field}");
+        let err = |field: &str, reason: String| Err(ProfileError { key: key(field), reason });
+        if self.name.is_empty() || !self.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+            return err("name", format!("`{}` must be non-empty letters, digits, `_` or `-`", self.name));
+        }
+        if !self.path.starts_with('/') {
+            return err("path", format!("`{}` must start with `/`", self.path));
+        }
+        if self.auth.sources.is_empty() {
+            return err("auth.sources", "at least one credential source is required".to_owned());
+        }
+        for (i, s) in self.auth.sources.iter().enumerate() {
+            if s.name.is_empty() {
+                return err(&format!("auth.sources[{i}].name"), "must not be empty".to_owned());
+            }
+            if s.accept.is_empty() {
+                return err(&format!("auth.sources[{i}].accept"), "must list at least one credential kind".to_owned());
+            }
+        }
+        check_close_code(self.auth.failure_close_code).or_else(|r| err("auth.failure_close_code", r))?;
+        check_close_code(self.close.shutdown).or_else(|r| err("close.shutdown", r))?;
+        check_close_code(self.close.slow_consumer).or_else(|r| err("close.slow_consumer", r))?;
+        let params = path_params(&self.path);
+        for (i, t) in self.join.iter().enumerate() {
+            check_template(t, &params).or_else(|r| err(&format!("join[{i}]"), r))?;
+        }
+        if let Some(hb) = &self.heartbeat {
+            if hb.interval_ms == 0 {
+                return err("heartbeat.interval_ms", "must be greater than zero".to_owned());
+            }
+            if hb.timeout_ms == 0 || hb.timeout_ms > hb.interval_ms {
+                return err("heartbeat.timeout_ms", "must be greater than zero and at most interval_ms".to_owned());
+            }
+            if hb.max_missed == 0 {
+                return err("heartbeat.max_missed", "must be at least 1".to_owned());
+            }
+            check_close_code(hb.close_code).or_else(|r| err("heartbeat.close_code", r))?;
+            if !self.commands.values().any(|c| *c == Command::Pong) {
+                return err("commands", "a heartbeat needs a command mapped to `pong`".to_owned());
+            }
+        }
+        if let Some(snap) = &self.snapshot {
+            if snap.event_type.is_empty() {
+                return err("snapshot.event_type", "must not be empty".to_owned());
+            }
+            for (i, t) in snap.topics.iter().enumerate() {
+                check_template(t, &params).or_else(|r| err(&format!("snapshot.topics[{i}]"), r))?;
+            }
+            if self.frame.style == FrameStyle::Flat && !snap.empty.is_object() {
+                return err("snapshot.empty", "must be a JSON object for flat frames".to_owned());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Names captured by `{name}` segments of an axum path.
+pub fn path_params(path: &str) -> Vec<String> {
+    path.split('/')
+        .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .map(|s| s.trim_start_matches('*').to_owned())
+        .collect()
+}
+
+fn check_template(t: &str, params: &[String]) -> Result<(), String> {
+    let mut rest = t;
+    while let Some(start) = rest.find('{') {
+        let Some(len) = rest[start..].find('}') else {
+            return Err(format!("`{t}` has an unclosed `{{`"));
+        };
+        let name = &rest[start + 1..start + len];
+        let known = matches!(name, "sub" | "org" | "role")
+            || name.strip_prefix("path.").is_some_and(|p| params.iter().any(|q| q == p));
+        if !known {
+            return Err(format!("`{t}` uses unknown placeholder `{{{name}}}` (known: sub, org, role, path.NAME)"));
+        }
+        rest = &rest[start + len + 1..];
+    }
+    if rest.contains('}') {
+        return Err(format!("`{t}` has an unmatched `}}`"));
+    }
+    Ok(())
+}
+
+/// Close codes an endpoint may send: 1000–1003, 1007–1014 and 3000–4999.
+fn check_close_code(code: u16) -> Result<(), String> {
+    match code {
+        1000..=1003 | 1007..=1014 | 3000..=4999 => Ok(()),
+        _ => Err(format!("{code} is not a close code a server may send")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minimal() -> RouteProfile {
+        toml_like(
+            r#"{"name":"p","path":"/x/{id}","auth":{"sources":[{"from":"query","name":"token","accept":["jwt"]}]},
+                "join":["user:{sub}","res:x:{path.id}"],"commands":{"pong":"pong"},
+                "heartbeat":{"interval_ms":1000,"timeout_ms":500,"max_missed":2}}"#,
+        )
+    }
+
+    fn toml_like(json: &str) -> RouteProfile {
+        serde_json::from_str(json).expect("profile parses")
+    }
+
+    #[test]
+    fn valid_profile_passes() {
+        assert_eq!(minimal().validate(0), Ok(()));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let mut p = minimal();
+        p.join.push("res:x:{path.nope}".into());
+        let e = p.validate(3).expect_err("unknown placeholder");
+        assert_eq!(e.key, "profiles[3].join[2]");
+        let mut p = minimal();
+        if let Some(hb) = p.heartbeat.as_mut() {
+            hb.timeout_ms = 5000;
+        }
+        assert_eq!(p.validate(0).expect_err("timeout").key, "profiles[0].heartbeat.timeout_ms");
+        let mut p = minimal();
+        p.close.shutdown = 1006;
+        assert_eq!(p.validate(0).expect_err("code").key, "profiles[0].close.shutdown");
+        let mut p = minimal();
+        p.commands.clear();
+        assert_eq!(p.validate(0).expect_err("pong").key, "profiles[0].commands");
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let r: Result<RouteProfile, _> = serde_json::from_str(r#"{"name":"p","path":"/","colour":1}"#);
+        assert!(r.is_err());
+    }
+}
