@@ -112,11 +112,11 @@ mod tests {
         let mut who = Principal::new("alice");
         who.roles = vec!["admin".into(), "ops".into()];
         let path = HashMap::from([("id".to_owned(), "r1".to_owned())]);
-        let t = |s: &[&str]| render_all(&s.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>(), &who, &path);
-        let got = t(&["user:{sub}", "role:{role}", "org:{org}", "res:run:{path.id}", "user:{sub}"]).expect("valid");
+        let t = |s: &[&str], who: &Principal| render_all(&s.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>(), who, &path);
+        let got = t(&["user:{sub}", "role:{role}", "org:{org}", "res:run:{path.id}", "user:{sub}"], &who).expect("valid");
         let got: Vec<&str> = got.iter().map(Topic::as_str).collect();
         assert_eq!(got, ["user:alice", "role:admin", "role:ops", "res:run:r1"]);
         who.sub = "bad name".into();
-        assert!(t(&["user:{sub}"]).is_err());
+        assert!(t(&["user:{sub}"], &who).is_err());
     }
 }
