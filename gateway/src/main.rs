@@ -53,6 +53,6 @@ fn init_tracing(format: LogFormat) {
     if json {
         registry.with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr)).init();
     } else {
-        registry.with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).init();
+        registry.with(tracing_subscriber::fmt::layer().with_ansi(std::io::stderr().is_terminal()).with_writer(std::io::stderr)).init();
     }
 }

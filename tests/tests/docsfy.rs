@@ -217,7 +217,7 @@ async fn grant_and_revoke_trigger_a_new_sync() -> Result<()> {
 }
 
 fn short_heartbeat_config() -> String {
-    default_config().replace("interval_ms = 30000", "interval_ms = 400").replace("timeout_ms = 10000", "timeout_ms = 150")
+    default_config().replace("interval_ms = 30000", "interval_ms = 400").replace("\ntimeout_ms = 10000", "\ntimeout_ms = 150")
 }
 
 #[tokio::test]

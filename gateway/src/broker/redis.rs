@@ -20,6 +20,7 @@ use bytes::Bytes;
 use fred::clients::SubscriberClient;
 use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
 use fred::prelude::{Builder, Client, Config as FredConfig, ReconnectPolicy, TcpConfig};
+use fred::types::RespVersion;
 use fred::types::config::{ConnectionConfig, PerformanceConfig};
 use futures_util::future::{BoxFuture, FutureExt};
 use herald_shared::Keys;
@@ -62,6 +63,10 @@ pub fn builder(url: &str) -> Result<Builder, BrokerError> {
     let mut config = FredConfig::from_url(url).map_err(|e| BrokerError::Config(e.to_string()))?;
     // Start even when Redis is down: the replica reports not-ready and keeps trying.
     config.fail_fast = false;
+    // RESP3 marks pub/sub messages as pushes, so a PING reply on the
+    // subscribed connection can never be confused with a message (in RESP2
+    // both are plain arrays).
+    config.version = RespVersion::RESP3;
     let mut b = Builder::from_config(config);
     b.set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
     b.set_performance_config(PerformanceConfig {
@@ -191,7 +196,21 @@ impl RedisBroker {
         for chunk in channels.chunks(RESUBSCRIBE_CHUNK) {
             self.subscriber.subscribe(chunk.to_vec()).await?;
         }
-        Ok(())
+        // Same reason as `confirm`: ready only once Redis has processed them.
+        self.subscriber.ping::<()>(None).await
+    }
+
+    /// fred resolves SUBSCRIBE once it is written, not when Redis has
+    /// processed it (its acknowledgements arrive out of band and are dropped).
+    /// A PING on the same connection is answered only after every command
+    /// before it, so its reply proves the subscription is live: only then may
+    /// the caller tell a client it is subscribed (docsfy's `sync`).
+    async fn confirm(&self) -> Result<(), BrokerError> {
+        match tokio::time::timeout(PING_TIMEOUT * 5, self.subscriber.ping::<()>(None)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(unavailable(e)),
+            Err(_) => Err(BrokerError::Unavailable("subscription not confirmed in time".to_owned())),
+        }
     }
 
     fn set_ready(&self, ready: bool) {
@@ -223,7 +242,8 @@ impl Broker for RedisBroker {
             let channel = self.keys.channel(topic);
             // Recorded first: if Redis is down now, the reconnect resubscribes it.
             self.channels().insert(channel.clone());
-            self.subscriber.subscribe(channel).await.map_err(unavailable)
+            self.subscriber.subscribe(channel).await.map_err(unavailable)?;
+            self.confirm().await
         }
         .boxed()
     }

@@ -1,0 +1,131 @@
+//! The gateway binary as operators run it: the embedded default, config
+//! validation, a profile written only in a config file, metrics, and secrets
+//! kept out of logs and metrics.
+
+use anyhow::Result;
+use herald_publisher::Topic;
+use herald_tests::{
+    ADMIN_KEY, Cluster, Gateway, GatewayOptions, WsClient, default_config, gateway_binary, jwt, scratch_dir, unix_now,
+};
+use serde_json::json;
+
+#[tokio::test]
+async fn bare_binary_serves_docsfy_with_the_embedded_broker() -> Result<()> {
+    // No --config, no Redis: the bundled profiles on the in-memory broker.
+    let gw = Gateway::start(GatewayOptions::default()).await?;
+    gw.wait_ready(true).await?;
+    let mut ws = WsClient::connect(&gw.ws_url(&format!("/api/ws?token={ADMIN_KEY}"))).await?;
+    assert_eq!(ws.next_json().await?, json!({"type": "sync", "projects": [], "known_models": {}, "known_branches": {}}));
+    assert!(gw.log_text().contains("embedded in-memory broker"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn embedded_mode_reads_hashed_api_keys_from_the_config_file() -> Result<()> {
+    let hash = herald_shared::hash_secret("embedded-key");
+    let config = format!("[auth]\n[[auth.api_keys]]\nsha256 = \"{hash}\"\nsub = \"alice\"\n");
+    let gw = Gateway::start(GatewayOptions { config: Some(config), ..Default::default() }).await?;
+    let mut ok = WsClient::connect(&gw.ws_url("/api/ws?token=embedded-key")).await?;
+    assert_eq!(ok.next_json().await?["type"], "sync");
+    let mut bad = WsClient::connect(&gw.ws_url(&format!("/api/ws?token={hash}"))).await?;
+    assert_eq!(bad.until_closed().await?.1.code(), Some(1008), "the hash itself is not a key");
+    Ok(())
+}
+
+async fn check(config: &str, env: &[(&str, &str)]) -> Result<(bool, String)> {
+    let path = scratch_dir("check").join("herald.toml");
+    std::fs::write(&path, config)?;
+    let mut cmd = tokio::process::Command::new(gateway_binary());
+    cmd.arg("--check").arg("--config").arg(&path);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().await?;
+    Ok((out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned()))
+}
+
+#[tokio::test]
+async fn invalid_configuration_is_refused_naming_the_key() -> Result<()> {
+    assert!(check("", &[]).await?.0, "an empty file keeps the bundled defaults");
+    let cases = [
+        ("[limits]\noutbound_queue = 0\n", "limits.outbound_queue"),
+        ("[limits]\noutbound_queu = 5\n", "outbound_queu"),
+        ("[redis]\nurl = \"http://localhost\"\n", "redis.url"),
+        ("listen = \"nowhere\"\n", "listen"),
+    ];
+    for (text, key) in cases {
+        let (ok, stderr) = check(text, &[]).await?;
+        assert!(!ok, "{text:?} accepted");
+        assert!(stderr.contains(key), "{text:?}: error does not name {key}: {stderr}");
+    }
+    let docsfy_bad_heartbeat = default_config().replace("\ntimeout_ms = 10000", "\ntimeout_ms = 0");
+    let (ok, stderr) = check(&docsfy_bad_heartbeat, &[]).await?;
+    assert!(!ok && stderr.contains("profiles[0].heartbeat.timeout_ms"), "{stderr}");
+    let (ok, stderr) = check("", &[("HERALD_LISTEN", "not-an-address")]).await?;
+    assert!(!ok && stderr.contains("HERALD_LISTEN"), "{stderr}");
+    Ok(())
+}
+
+/// A sixth API served by configuration alone: JWT in the query, a resource
+/// topic from the path, an org topic from the claims, nested frames.
+const CUSTOM_PROFILE: &str = r#"
+[[profiles]]
+name = "builds"
+path = "/builds/{build_id}/events"
+join = ["res:build:{path.build_id}", "org:{org}"]
+frame = { style = "nested", timestamp_field = "ts", timestamp_format = "rfc3339_millis" }
+
+[profiles.auth]
+sources = [{ from = "query", name = "access_token", accept = ["jwt"] }]
+failure_close_code = 4001
+failure_reason = "bad token"
+"#;
+
+#[tokio::test]
+async fn a_profile_written_only_in_config_is_served() -> Result<()> {
+    let c = Cluster::start(1, Some(CUSTOM_PROFILE.to_owned())).await?;
+    let token = jwt("dev1", Some("acme"), &[], unix_now() + 300);
+    let mut ws = WsClient::connect(&c.gw(0).ws_url(&format!("/builds/b-7/events?access_token={token}"))).await?;
+    // No snapshot in this profile: wait until the replica holds the topic.
+    herald_tests::wait_until("subscription", || async {
+        c.redis.numsub("herald:{res:build:b-7}:ch").await.ok() == Some(1)
+    })
+    .await?;
+    c.publisher.publish(&[Topic::resource("build", "b-7")?], "build.step", &json!({"step": 2})).await?;
+    c.publisher.publish(&[Topic::org("acme")?], "org.notice", &json!("hello")).await?;
+    let first = ws.next_json().await?;
+    assert_eq!(first["type"], "build.step");
+    assert_eq!(first["data"], json!({"step": 2}));
+    let ts = first["ts"].as_str().unwrap_or_default();
+    assert!(ts.len() == 24 && ts.ends_with('Z'), "millisecond RFC 3339: {ts}");
+    assert_eq!(ws.next_json().await?["data"], "hello");
+
+    let expired = jwt("dev1", Some("acme"), &[], unix_now() - 3600);
+    let mut old = WsClient::connect(&c.gw(0).ws_url(&format!("/builds/b-7/events?access_token={expired}"))).await?;
+    assert_eq!(old.until_closed().await?.1.code(), Some(4001));
+    // The bundled docsfy profile is replaced by the file's profiles.
+    let mut gone = WsClient::connect(&c.gw(0).ws_url(&format!("/api/ws?token={ADMIN_KEY}"))).await;
+    if let Ok(ws) = gone.as_mut() {
+        assert!(ws.next_json().await.is_err(), "no docsfy route when the file lists its own profiles");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn metrics_count_connections_and_never_show_credentials() -> Result<()> {
+    let c = Cluster::start(1, None).await?;
+    let mut ok = WsClient::connect(&c.gw(0).ws_url(&format!("/api/ws?token={ADMIN_KEY}"))).await?;
+    assert_eq!(ok.next_json().await?["type"], "sync");
+    let mut bad = WsClient::connect(&c.gw(0).ws_url("/api/ws?token=leaked-secret-123")).await?;
+    assert_eq!(bad.until_closed().await?.1.code(), Some(1008));
+    let (status, text) = c.gw(0).get("/metrics").await?;
+    assert_eq!(status, 200);
+    assert!(text.contains("herald_connections{route=\"docsfy\"} 1"), "{text}");
+    assert!(text.contains("herald_auth_failures_total{route=\"docsfy\",reason=\"invalid\"} 1"), "{text}");
+    assert!(text.contains("herald_topics_subscribed 2"), "user:admin and role:admin: {text}");
+    for secret in [ADMIN_KEY, "leaked-secret-123"] {
+        assert!(!text.contains(secret), "metrics leak a credential");
+        assert!(!c.gw(0).log_text().contains(secret), "logs leak a credential");
+    }
+    Ok(())
+}
