@@ -31,7 +31,10 @@ pub mod env {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid config {origin}: {message}")]
     Parse { origin: String, message: String },
     #[error("invalid environment variable {var}: {reason}")]
@@ -94,7 +97,10 @@ pub struct RedisConfig {
 
 impl Default for RedisConfig {
     fn default() -> Self {
-        Self { url: String::new(), prefix: default_prefix() }
+        Self {
+            url: String::new(),
+            prefix: default_prefix(),
+        }
     }
 }
 
@@ -157,7 +163,9 @@ pub struct ShutdownConfig {
 
 impl Default for ShutdownConfig {
     fn default() -> Self {
-        Self { drain_ms: default_drain() }
+        Self {
+            drain_ms: default_drain(),
+        }
     }
 }
 
@@ -233,11 +241,16 @@ pub struct StoredCredential {
 
 impl Config {
     /// Load from a file (or the bundled default), apply the environment, validate.
-    pub fn load(path: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub fn load(
+        path: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let mut config = match path {
             Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|source| ConfigError::Read { path: p.to_owned(), source })?;
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_owned(),
+                    source,
+                })?;
                 Self::parse(&text, &p.display().to_string())?
             }
             None => Self::parse(DEFAULT_CONFIG, "bundled deploy/herald.toml")?,
@@ -252,14 +265,18 @@ impl Config {
 
     /// Parse TOML; the error carries the line, column and key serde saw.
     pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse { origin: origin.to_owned(), message: e.to_string() })
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            origin: origin.to_owned(),
+            message: e.to_string(),
+        })
     }
 
     fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         if let Some(v) = env(env::LISTEN) {
-            self.listen = v
-                .parse()
-                .map_err(|e| ConfigError::Env { var: env::LISTEN, reason: format!("`{v}` is not HOST:PORT ({e})") })?;
+            self.listen = v.parse().map_err(|e| ConfigError::Env {
+                var: env::LISTEN,
+                reason: format!("`{v}` is not HOST:PORT ({e})"),
+            })?;
         }
         if let Some(v) = env(env::REDIS_URL) {
             self.redis.url = v;
@@ -268,9 +285,10 @@ impl Config {
             self.redis.prefix = v;
         }
         if let Some(v) = env(env::DRAIN_MS) {
-            self.shutdown.drain_ms = v
-                .parse()
-                .map_err(|e| ConfigError::Env { var: env::DRAIN_MS, reason: format!("`{v}` is not milliseconds ({e})") })?;
+            self.shutdown.drain_ms = v.parse().map_err(|e| ConfigError::Env {
+                var: env::DRAIN_MS,
+                reason: format!("`{v}` is not milliseconds ({e})"),
+            })?;
         }
         if let Some(v) = env(env::LOG_FORMAT) {
             self.log.format = match v.as_str() {
@@ -278,7 +296,10 @@ impl Config {
                 "json" => LogFormat::Json,
                 "text" => LogFormat::Text,
                 _ => {
-                    return Err(ConfigError::Env { var: env::LOG_FORMAT, reason: format!("`{v}` is not auto, json or text") });
+                    return Err(ConfigError::Env {
+                        var: env::LOG_FORMAT,
+                        reason: format!("`{v}` is not auto, json or text"),
+                    });
                 }
             };
         }
@@ -289,16 +310,34 @@ impl Config {
 
     /// Everything serde cannot check. Errors name the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key: &str, reason: String| Err(ConfigError::Invalid { key: key.to_owned(), reason });
+        let invalid = |key: &str, reason: String| {
+            Err(ConfigError::Invalid {
+                key: key.to_owned(),
+                reason,
+            })
+        };
         let url = &self.redis.url;
-        const SCHEMES: [&str; 6] =
-            ["redis://", "rediss://", "redis-cluster://", "rediss-cluster://", "redis-sentinel://", "rediss-sentinel://"];
+        const SCHEMES: [&str; 6] = [
+            "redis://",
+            "rediss://",
+            "redis-cluster://",
+            "rediss-cluster://",
+            "redis-sentinel://",
+            "rediss-sentinel://",
+        ];
         if !url.is_empty() && !SCHEMES.iter().any(|s| url.starts_with(s)) {
-            return invalid("redis.url", "must start with redis://, rediss://, redis-cluster:// or redis-sentinel://".to_owned());
+            return invalid(
+                "redis.url",
+                "must start with redis://, rediss://, redis-cluster:// or redis-sentinel://"
+                    .to_owned(),
+            );
         }
         let prefix = &self.redis.prefix;
         if prefix.is_empty() || prefix.contains(['{', '}', ' ']) {
-            return invalid("redis.prefix", format!("`{prefix}` must be non-empty without braces or spaces"));
+            return invalid(
+                "redis.prefix",
+                format!("`{prefix}` must be non-empty without braces or spaces"),
+            );
         }
         if self.limits.outbound_queue == 0 {
             return invalid("limits.outbound_queue", "must be at least 1".to_owned());
@@ -307,35 +346,70 @@ impl Config {
             return invalid("limits.max_message_bytes", "must be at least 64".to_owned());
         }
         if self.limits.read_buffer_bytes < 256 {
-            return invalid("limits.read_buffer_bytes", "must be at least 256".to_owned());
+            return invalid(
+                "limits.read_buffer_bytes",
+                "must be at least 256".to_owned(),
+            );
         }
         if self.limits.write_timeout_ms == 0 {
-            return invalid("limits.write_timeout_ms", "must be greater than zero".to_owned());
+            return invalid(
+                "limits.write_timeout_ms",
+                "must be greater than zero".to_owned(),
+            );
         }
         if self.auth.admin_user.is_empty() {
             return invalid("auth.admin_user", "must not be empty".to_owned());
         }
-        for (field, list) in [("api_keys", &self.auth.api_keys), ("sessions", &self.auth.sessions)] {
+        for (field, list) in [
+            ("api_keys", &self.auth.api_keys),
+            ("sessions", &self.auth.sessions),
+        ] {
             for (i, c) in list.iter().enumerate() {
-                if c.sha256.len() != 64 || !c.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-                    return invalid(&format!("auth.{field}[{i}].sha256"), "must be 64 lowercase hex digits".to_owned());
+                if c.sha256.len() != 64
+                    || !c
+                        .sha256
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                {
+                    return invalid(
+                        &format!("auth.{field}[{i}].sha256"),
+                        "must be 64 lowercase hex digits".to_owned(),
+                    );
                 }
                 if c.sub.is_empty() {
-                    return invalid(&format!("auth.{field}[{i}].sub"), "must not be empty".to_owned());
+                    return invalid(
+                        &format!("auth.{field}[{i}].sub"),
+                        "must not be empty".to_owned(),
+                    );
                 }
             }
         }
         let profiles = self.profiles();
         if profiles.is_empty() {
-            return invalid("profiles", "at least one route profile is required".to_owned());
+            return invalid(
+                "profiles",
+                "at least one route profile is required".to_owned(),
+            );
         }
         for (i, p) in profiles.iter().enumerate() {
-            p.validate(i).map_err(|e| ConfigError::Invalid { key: e.key, reason: e.reason })?;
+            p.validate(i).map_err(|e| ConfigError::Invalid {
+                key: e.key,
+                reason: e.reason,
+            })?;
             if matches!(p.path.as_str(), "/healthz" | "/readyz" | "/metrics") {
-                return invalid(&format!("profiles[{i}].path"), format!("`{}` is reserved", p.path));
+                return invalid(
+                    &format!("profiles[{i}].path"),
+                    format!("`{}` is reserved", p.path),
+                );
             }
-            if let Some(j) = profiles[..i].iter().position(|q| q.path == p.path || q.name == p.name) {
-                return invalid(&format!("profiles[{i}]"), format!("name or path repeats profiles[{j}]"));
+            if let Some(j) = profiles[..i]
+                .iter()
+                .position(|q| q.path == p.path || q.name == p.name)
+            {
+                return invalid(
+                    &format!("profiles[{i}]"),
+                    format!("name or path repeats profiles[{j}]"),
+                );
             }
         }
         Ok(())
@@ -407,9 +481,14 @@ mod tests {
         let e = Config::parse("[limits]\noutbound_queu = 3\n", "t.toml").expect_err("unknown key");
         assert!(e.to_string().contains("outbound_queu"), "{e}");
         let mut c = Config::parse("[limits]\noutbound_queue = 0\n", "t.toml").expect("parses");
-        c.profiles = Config::parse(DEFAULT_CONFIG, "d").expect("default").profiles;
+        c.profiles = Config::parse(DEFAULT_CONFIG, "d")
+            .expect("default")
+            .profiles;
         let e = c.validate().expect_err("zero queue");
-        assert!(matches!(e, ConfigError::Invalid { ref key, .. } if key == "limits.outbound_queue"), "{e}");
+        assert!(
+            matches!(e, ConfigError::Invalid { ref key, .. } if key == "limits.outbound_queue"),
+            "{e}"
+        );
         let c = Config::parse("[redis]\nurl = \"http://x\"\n", "t.toml").expect("parses");
         let e = c.validate().expect_err("bad url");
         assert!(e.to_string().contains("redis.url"), "{e}");
@@ -417,9 +496,12 @@ mod tests {
 
     #[test]
     fn profile_errors_name_the_key() {
-        let text = format!("{}\n[[profiles]]\nname = \"docsfy2\"\npath = \"/api/ws\"\n[profiles.auth]\nsources = [{{ from = \"query\", name = \"t\", accept = [\"jwt\"] }}]\n", DEFAULT_CONFIG);
+        let text = format!(
+            "{}\n[[profiles]]\nname = \"docsfy2\"\npath = \"/api/ws\"\n[profiles.auth]\nsources = [{{ from = \"query\", name = \"t\", accept = [\"jwt\"] }}]\n",
+            DEFAULT_CONFIG
+        );
         let c = Config::parse(&text, "t.toml").expect("parses");
         let e = c.validate().expect_err("duplicate path");
-        assert!(matches!(e, ConfigError::Invalid { ref key, .. } if key == "profiles[1]"), "{e}");
+        assert!(e.to_string().contains("repeats profiles[0]"), "{e}");
     }
 }

@@ -33,10 +33,10 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
+use axum::extract::ws::Utf8Bytes;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{any, get};
-use axum::extract::ws::Utf8Bytes;
 use fred::interfaces::ClientLike;
 use herald_shared::Keys;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -48,8 +48,8 @@ use crate::broker::memory::MemoryBroker;
 use crate::broker::redis::RedisBroker;
 use crate::config::Config;
 use crate::hub::Hub;
-use crate::profile::{CompiledProfile, ProfileRegistry};
 use crate::profile::wire::{encode_bare, now_ms};
+use crate::profile::{CompiledProfile, ProfileRegistry};
 use crate::shutdown::{Phase, Shutdown};
 use crate::store::Store;
 use crate::store::memory::MemoryStore;
@@ -69,14 +69,20 @@ pub struct AppState {
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState").field("broker", &self.broker.name()).finish_non_exhaustive()
+        f.debug_struct("AppState")
+            .field("broker", &self.broker.name())
+            .finish_non_exhaustive()
     }
 }
 
 impl AppState {
     /// The heartbeat ping frame of a profile.
     pub fn ping_frame(&self, profile: &CompiledProfile) -> Utf8Bytes {
-        let ping_type = profile.spec.heartbeat.as_ref().map_or("ping", |h| h.ping_type.as_str());
+        let ping_type = profile
+            .spec
+            .heartbeat
+            .as_ref()
+            .map_or("ping", |h| h.ping_type.as_str());
         encode_bare(&self.profiles.shapes[profile.shape], ping_type, now_ms())
     }
 }
@@ -91,7 +97,11 @@ pub enum RunError {
 }
 
 /// Serve until `signal` resolves, then drain and return.
-pub async fn run(config: Config, listener: TcpListener, signal: impl Future<Output = ()> + Send + 'static) -> Result<(), RunError> {
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
     let prometheus = match metrics::install() {
         Ok(h) => {
             tokio::spawn(metrics::upkeep(h.clone()));
@@ -105,7 +115,10 @@ pub async fn run(config: Config, listener: TcpListener, signal: impl Future<Outp
     let keys = Keys::new(&config.redis.prefix);
     let (broker, store): (Arc<dyn Broker>, Arc<dyn Store>) = if config.redis.url.is_empty() {
         tracing::info!("embedded in-memory broker (single replica)");
-        (Arc::new(MemoryBroker::new()), Arc::new(MemoryStore::from_config(&config.auth)))
+        (
+            Arc::new(MemoryBroker::new()),
+            Arc::new(MemoryStore::from_config(&config.auth)),
+        )
     } else {
         let broker = RedisBroker::start(&config.redis.url, keys.clone())?;
         let client = broker::redis::builder(&config.redis.url)?
@@ -116,7 +129,11 @@ pub async fn run(config: Config, listener: TcpListener, signal: impl Future<Outp
         (broker, Arc::new(RedisStore::new(client, keys)))
     };
     for (route, kind) in config.unusable_credentials() {
-        tracing::warn!(route, ?kind, "credential kind accepted by the profile but not configured (secret missing)");
+        tracing::warn!(
+            route,
+            ?kind,
+            "credential kind accepted by the profile but not configured (secret missing)"
+        );
     }
     let profiles = ProfileRegistry::compile(config.profiles());
     let hub = Hub::new(Arc::clone(&broker), profiles.shapes.len());
@@ -133,12 +150,15 @@ pub async fn run(config: Config, listener: TcpListener, signal: impl Future<Outp
 
     let app = router(Arc::clone(&state));
     let drain_state = Arc::clone(&state);
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move {
-            signal.await;
-            drain_state.shutdown.begin();
-        })
-        .await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        signal.await;
+        drain_state.shutdown.begin();
+    })
+    .await?;
     state.shutdown.wait().await;
     tracing::info!("stopped");
     Ok(())
@@ -153,7 +173,9 @@ fn router(state: Arc<AppState>) -> Router {
         let p = Arc::clone(profile);
         router = router.route(
             &profile.spec.path,
-            any(move |st, path, query, cookies, headers, upgrade| ws::upgrade(Arc::clone(&p), st, path, query, cookies, headers, upgrade)),
+            any(move |st, path, query, cookies, headers, upgrade| {
+                ws::upgrade(Arc::clone(&p), st, path, query, cookies, headers, upgrade)
+            }),
         );
     }
     router.with_state(state)
@@ -171,7 +193,15 @@ async fn readyz(State(app): State<Arc<AppState>>) -> impl IntoResponse {
 
 async fn metrics_text(State(app): State<Arc<AppState>>) -> impl IntoResponse {
     match &app.prometheus {
-        Some(h) => (StatusCode::OK, [("content-type", "text/plain; version=0.0.4")], h.render()),
-        None => (StatusCode::SERVICE_UNAVAILABLE, [("content-type", "text/plain")], String::new()),
+        Some(h) => (
+            StatusCode::OK,
+            [("content-type", "text/plain; version=0.0.4")],
+            h.render(),
+        ),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [("content-type", "text/plain")],
+            String::new(),
+        ),
     }
 }

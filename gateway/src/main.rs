@@ -35,10 +35,11 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let signal = herald_gateway::shutdown::signal().context("cannot install signal handlers")?;
     // One stable line on stdout, so supervisors and tests learn the bound port.
     println!("herald-gateway listening on {addr}");
     tracing::info!(%addr, profiles = config.profiles().len(), "listening");
-    herald_gateway::run(config, listener, herald_gateway::shutdown::signal()).await?;
+    herald_gateway::run(config, listener, signal).await?;
     Ok(())
 }
 
@@ -51,8 +52,20 @@ fn init_tracing(format: LogFormat) {
     };
     let registry = tracing_subscriber::registry().with(filter);
     if json {
-        registry.with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr)).init();
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            )
+            .init();
     } else {
-        registry.with(tracing_subscriber::fmt::layer().with_ansi(std::io::stderr().is_terminal()).with_writer(std::io::stderr)).init();
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_writer(std::io::stderr),
+            )
+            .init();
     }
 }

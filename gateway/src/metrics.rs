@@ -7,7 +7,10 @@
 
 use std::time::Duration;
 
-use metrics::{Counter, Gauge, Histogram, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{
+    Counter, Gauge, Histogram, counter, describe_counter, describe_gauge, describe_histogram,
+    gauge, histogram,
+};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 const CONNECTIONS: &str = "herald_connections";
@@ -25,27 +28,53 @@ const TOPICS: &str = "herald_topics_subscribed";
 const AUTH_FAILURES: &str = "herald_auth_failures_total";
 
 /// Lag buckets, in seconds: sub-millisecond to multi-second.
-const LAG_BUCKETS: [f64; 14] =
-    [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0];
+const LAG_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
+];
 
 /// Install the process-wide Prometheus recorder and describe every metric.
 pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError> {
     let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(metrics_exporter_prometheus::Matcher::Full(LAG.to_owned()), &LAG_BUCKETS)?
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(LAG.to_owned()),
+            &LAG_BUCKETS,
+        )?
         .install_recorder()?;
     describe_gauge!(CONNECTIONS, "Open client connections, by route.");
     describe_counter!(OPENED, "Client connections accepted, by route.");
     describe_counter!(CLOSED, "Client connections closed, by route and reason.");
-    describe_counter!(DELIVERED, "Event frames written to client sockets, by route.");
+    describe_counter!(
+        DELIVERED,
+        "Event frames written to client sockets, by route."
+    );
     describe_counter!(DROPPED, "Events not delivered to a connection, by reason.");
-    describe_histogram!(LAG, metrics::Unit::Seconds, "Time from publish to socket write.");
+    describe_histogram!(
+        LAG,
+        metrics::Unit::Seconds,
+        "Time from publish to socket write."
+    );
     describe_counter!(BROKER_MESSAGES, "Messages received from the broker.");
-    describe_counter!(BROKER_INVALID, "Broker messages that were not a valid envelope.");
-    describe_counter!(BROKER_LAGGED, "Broker messages lost because the receiver lagged.");
+    describe_counter!(
+        BROKER_INVALID,
+        "Broker messages that were not a valid envelope."
+    );
+    describe_counter!(
+        BROKER_LAGGED,
+        "Broker messages lost because the receiver lagged."
+    );
     describe_counter!(BROKER_RECONNECTS, "Broker reconnections.");
-    describe_gauge!(BROKER_CONNECTED, "1 when the broker is connected and subscribed.");
-    describe_gauge!(TOPICS, "Topics this replica is subscribed to at the broker.");
-    describe_counter!(AUTH_FAILURES, "Failed authentications, by route and reason.");
+    describe_gauge!(
+        BROKER_CONNECTED,
+        "1 when the broker is connected and subscribed."
+    );
+    describe_gauge!(
+        TOPICS,
+        "Topics this replica is subscribed to at the broker."
+    );
+    describe_counter!(
+        AUTH_FAILURES,
+        "Failed authentications, by route and reason."
+    );
     Ok(handle)
 }
 

@@ -33,7 +33,12 @@ pub struct Shutdown {
 
 impl Shutdown {
     pub fn new(drain: Duration) -> Self {
-        Self { token: CancellationToken::new(), tracker: TaskTracker::new(), phase: AtomicU8::new(0), drain }
+        Self {
+            token: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            phase: AtomicU8::new(0),
+            drain,
+        }
     }
 
     pub fn token(&self) -> CancellationToken {
@@ -56,13 +61,20 @@ impl Shutdown {
     /// the drain window so clients do not reconnect to other replicas at once.
     pub fn close_delay(&self) -> Duration {
         let ms = self.drain.as_millis() as u64;
-        if ms == 0 { Duration::ZERO } else { Duration::from_millis(rand::rng().random_range(0..ms)) }
+        if ms == 0 {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(rand::rng().random_range(0..ms))
+        }
     }
 
     /// Begin draining: not ready, sockets told to close.
     pub fn begin(&self) {
         self.phase.store(Phase::Draining as u8, Ordering::Release);
-        tracing::info!(drain_ms = self.drain.as_millis() as u64, "draining connections");
+        tracing::info!(
+            drain_ms = self.drain.as_millis() as u64,
+            "draining connections"
+        );
         self.token.cancel();
     }
 
@@ -70,31 +82,34 @@ impl Shutdown {
     pub async fn wait(&self) {
         self.tracker.close();
         let limit = self.drain + Duration::from_secs(3);
-        if tokio::time::timeout(limit, self.tracker.wait()).await.is_err() {
-            tracing::warn!(remaining = self.tracker.len(), "drain window expired with sockets open");
+        if tokio::time::timeout(limit, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                remaining = self.tracker.len(),
+                "drain window expired with sockets open"
+            );
         }
         self.phase.store(Phase::Stopped as u8, Ordering::Release);
     }
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
-pub async fn signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Install the SIGTERM and Ctrl-C handlers now (so a signal that arrives
+/// before the server first polls for it is not fatal) and return a future
+/// that resolves on either.
+pub fn signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    #[cfg(unix)]
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    Ok(async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }

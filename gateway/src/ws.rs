@@ -26,7 +26,11 @@ pub async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     let path = path.map(|Path(p)| p).unwrap_or_default();
-    let creds = RequestCredentials { query: &query, cookies: &cookies, headers: &headers };
+    let creds = RequestCredentials {
+        query: &query,
+        cookies: &cookies,
+        headers: &headers,
+    };
     let auth = app.auth.authenticate(&profile.spec.auth, &creds).await;
     let limits = &app.config.limits;
     let ws = ws
@@ -37,7 +41,12 @@ pub async fn upgrade(
     let tracker = app.shutdown.tracker().clone();
     match auth {
         Ok(principal) => ws.on_upgrade(move |socket| {
-            let conn = Connection { app, profile, principal, path };
+            let conn = Connection {
+                app,
+                profile,
+                principal,
+                path,
+            };
             tracker.track_future(conn.serve(socket))
         }),
         Err(e) => {
@@ -49,7 +58,9 @@ pub async fn upgrade(
                 code: profile.spec.auth.failure_close_code,
                 reason: profile.spec.auth.failure_reason.clone().into(),
             };
-            ws.on_upgrade(move |mut socket| tracker.track_future(async move { close(&mut socket, Some(frame)).await }))
+            ws.on_upgrade(move |mut socket| {
+                tracker.track_future(async move { close(&mut socket, Some(frame)).await })
+            })
         }
     }
 }

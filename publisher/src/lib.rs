@@ -61,7 +61,9 @@ pub struct Publisher {
 
 impl std::fmt::Debug for Publisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Publisher").field("prefix", &self.keys.prefix()).finish_non_exhaustive()
+        f.debug_struct("Publisher")
+            .field("prefix", &self.keys.prefix())
+            .finish_non_exhaustive()
     }
 }
 
@@ -91,7 +93,10 @@ impl Publisher {
         builder.with_performance_config(|p| p.default_command_timeout = Duration::from_secs(5));
         let client = builder.build()?;
         client.init().await?;
-        Ok(Self { client, keys: Keys::new(prefix) })
+        Ok(Self {
+            client,
+            keys: Keys::new(prefix),
+        })
     }
 
     /// Publish one event to every topic of an audience, with one event id.
@@ -125,11 +130,17 @@ impl Publisher {
                 event_type: event_type.to_owned(),
                 ts,
                 topic: topic.clone(),
-                to: if audience.len() > 1 { audience.to_vec() } else { Vec::new() },
+                to: if audience.len() > 1 {
+                    audience.to_vec()
+                } else {
+                    Vec::new()
+                },
                 offset: None,
                 data: data.clone(),
             };
-            let () = pipeline.publish(self.keys.channel(topic.as_str()), envelope.encode()).await?;
+            let () = pipeline
+                .publish(self.keys.channel(topic.as_str()), envelope.encode())
+                .await?;
         }
         let _: Vec<i64> = pipeline.all().await?;
         Ok(id)
@@ -145,7 +156,11 @@ impl Publisher {
     ///     "owner": "alice", "status": "generating", "current_stage": "planning"})).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn progress<T: Serialize + ?Sized>(&self, audience: &[Topic], data: &T) -> Result<EventId, PublishError> {
+    pub async fn progress<T: Serialize + ?Sized>(
+        &self,
+        audience: &[Topic],
+        data: &T,
+    ) -> Result<EventId, PublishError> {
         self.publish(audience, PROGRESS, data).await
     }
 
@@ -161,7 +176,11 @@ impl Publisher {
     ///     "owner": "alice", "status": "ready", "page_count": 14})).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn status_change<T: Serialize + ?Sized>(&self, audience: &[Topic], data: &T) -> Result<EventId, PublishError> {
+    pub async fn status_change<T: Serialize + ?Sized>(
+        &self,
+        audience: &[Topic],
+        data: &T,
+    ) -> Result<EventId, PublishError> {
         self.publish(audience, STATUS_CHANGE, data).await
     }
 
@@ -175,9 +194,16 @@ impl Publisher {
     ///     "projects": [], "known_models": {}, "known_branches": {}})).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn set_snapshot<T: Serialize + ?Sized>(&self, topic: &Topic, data: &T) -> Result<(), PublishError> {
+    pub async fn set_snapshot<T: Serialize + ?Sized>(
+        &self,
+        topic: &Topic,
+        data: &T,
+    ) -> Result<(), PublishError> {
         let json = serde_json::to_string(data)?;
-        let () = self.client.set(self.keys.snapshot(topic.as_str()), json, None, None, false).await?;
+        let () = self
+            .client
+            .set(self.keys.snapshot(topic.as_str()), json, None, None, false)
+            .await?;
         Ok(())
     }
 
@@ -189,7 +215,13 @@ impl Publisher {
     /// # Ok(()) }
     /// ```
     pub async fn resync(&self, user: &str) -> Result<(), PublishError> {
-        self.publish(&[Topic::user(user)?], CONTROL_RESYNC, &serde_json::Value::Null).await.map(drop)
+        self.publish(
+            &[Topic::user(user)?],
+            CONTROL_RESYNC,
+            &serde_json::Value::Null,
+        )
+        .await
+        .map(drop)
     }
 
     /// Register an API key for a principal. Only the key's SHA-256 is stored.
@@ -201,7 +233,16 @@ impl Publisher {
     /// ```
     pub async fn add_api_key(&self, key: &str, principal: &Principal) -> Result<(), PublishError> {
         let json = serde_json::to_string(principal)?;
-        let () = self.client.set(self.keys.api_key(&hash_secret(key)), json, None, None, false).await?;
+        let () = self
+            .client
+            .set(
+                self.keys.api_key(&hash_secret(key)),
+                json,
+                None,
+                None,
+                false,
+            )
+            .await?;
         Ok(())
     }
 
@@ -213,7 +254,10 @@ impl Publisher {
     /// # Ok(()) }
     /// ```
     pub async fn remove_api_key(&self, key: &str) -> Result<(), PublishError> {
-        let _: i64 = self.client.del(self.keys.api_key(&hash_secret(key))).await?;
+        let _: i64 = self
+            .client
+            .del(self.keys.api_key(&hash_secret(key)))
+            .await?;
         Ok(())
     }
 
@@ -225,12 +269,23 @@ impl Publisher {
     /// p.add_session("opaque-token", &herald_publisher::Principal::new("alice"), Duration::from_secs(28_800)).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn add_session(&self, token: &str, principal: &Principal, ttl: Duration) -> Result<(), PublishError> {
+    pub async fn add_session(
+        &self,
+        token: &str,
+        principal: &Principal,
+        ttl: Duration,
+    ) -> Result<(), PublishError> {
         let json = serde_json::to_string(principal)?;
         let secs = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
         let () = self
             .client
-            .set(self.keys.session(&hash_secret(token)), json, Some(Expiration::EX(secs)), None, false)
+            .set(
+                self.keys.session(&hash_secret(token)),
+                json,
+                Some(Expiration::EX(secs)),
+                None,
+                false,
+            )
             .await?;
         Ok(())
     }
@@ -243,7 +298,10 @@ impl Publisher {
     /// # Ok(()) }
     /// ```
     pub async fn remove_session(&self, token: &str) -> Result<(), PublishError> {
-        let _: i64 = self.client.del(self.keys.session(&hash_secret(token))).await?;
+        let _: i64 = self
+            .client
+            .del(self.keys.session(&hash_secret(token)))
+            .await?;
         Ok(())
     }
 
@@ -284,7 +342,6 @@ impl Publisher {
         Ok(self.client.smembers(self.keys.acl(user)).await?)
     }
 }
-
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -84,7 +84,11 @@ impl Envelope {
 
     /// The audience in order; a lone topic when the publisher sent no `to`.
     pub fn audience(&self) -> &[Topic] {
-        if self.to.is_empty() { std::slice::from_ref(&self.topic) } else { &self.to }
+        if self.to.is_empty() {
+            std::slice::from_ref(&self.topic)
+        } else {
+            &self.to
+        }
     }
 
     pub fn is_control(&self) -> bool {
@@ -97,8 +101,13 @@ impl Envelope {
 pub fn check_event_type(t: &str) -> Result<(), EnvelopeError> {
     let ok = !t.is_empty()
         && t.len() <= MAX_EVENT_TYPE_LEN
-        && t.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
-    if ok { Ok(()) } else { Err(EnvelopeError::EventType(t.chars().take(80).collect())) }
+        && t.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
+    if ok {
+        Ok(())
+    } else {
+        Err(EnvelopeError::EventType(t.chars().take(80).collect()))
+    }
 }
 
 #[cfg(test)]
@@ -118,9 +127,15 @@ mod tests {
     #[test]
     fn rejects_other_versions_and_types() {
         let v2 = r#"{"v":2,"id":"e","type":"t","ts":0,"topic":"user:a","data":1}"#;
-        assert!(matches!(Envelope::decode(v2.as_bytes()), Err(EnvelopeError::Version(2))));
+        assert!(matches!(
+            Envelope::decode(v2.as_bytes()),
+            Err(EnvelopeError::Version(2))
+        ));
         let bad = r#"{"v":1,"id":"e","type":"a\"b","ts":0,"topic":"user:a","data":1}"#;
-        assert!(matches!(Envelope::decode(bad.as_bytes()), Err(EnvelopeError::EventType(_))));
+        assert!(matches!(
+            Envelope::decode(bad.as_bytes()),
+            Err(EnvelopeError::EventType(_))
+        ));
         assert!(Envelope::decode(b"not json").is_err());
     }
 }

@@ -18,7 +18,7 @@ pub mod principal;
 pub mod profile;
 pub mod topic;
 
-pub use envelope::{Envelope, EnvelopeError, ENVELOPE_VERSION};
+pub use envelope::{ENVELOPE_VERSION, Envelope, EnvelopeError};
 pub use keys::Keys;
 pub use principal::{Claims, Principal, hash_secret};
 pub use topic::{Topic, TopicError};

@@ -25,7 +25,13 @@ pub struct Principal {
 
 impl Principal {
     pub fn new(sub: impl Into<String>) -> Self {
-        Self { sub: sub.into(), org: None, roles: Vec::new(), topics: Vec::new(), exp: None }
+        Self {
+            sub: sub.into(),
+            org: None,
+            roles: Vec::new(),
+            topics: Vec::new(),
+            exp: None,
+        }
     }
 
     pub fn is_admin(&self) -> bool {
@@ -48,7 +54,13 @@ pub struct Claims {
 
 impl From<Claims> for Principal {
     fn from(c: Claims) -> Self {
-        Self { sub: c.sub, org: c.org, roles: c.roles, topics: c.topics, exp: Some(c.exp) }
+        Self {
+            sub: c.sub,
+            org: c.org,
+            roles: c.roles,
+            topics: c.topics,
+            exp: Some(c.exp),
+        }
     }
 }
 
@@ -66,7 +78,10 @@ mod tests {
     #[test]
     fn hash_is_stable_hex() {
         let h = hash_secret("abc");
-        assert_eq!(h, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            h,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]

@@ -234,7 +234,10 @@ pub struct CloseSpec {
 
 impl Default for CloseSpec {
     fn default() -> Self {
-        Self { shutdown: default_shutdown_close(), slow_consumer: default_slow_close() }
+        Self {
+            shutdown: default_shutdown_close(),
+            slow_consumer: default_slow_close(),
+        }
     }
 }
 
@@ -258,25 +261,51 @@ impl RouteProfile {
     /// well-formed templates. `index` is the profile's position for error keys.
     pub fn validate(&self, index: usize) -> Result<(), ProfileError> {
         let key = |field: &str| format!("profiles[{index}].{field}");
-        let err = |field: &str, reason: String| Err(ProfileError { key: key(field), reason });
-        if self.name.is_empty() || !self.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-            return err("name", format!("`{}` must be non-empty letters, digits, `_` or `-`", self.name));
+        let err = |field: &str, reason: String| {
+            Err(ProfileError {
+                key: key(field),
+                reason,
+            })
+        };
+        if self.name.is_empty()
+            || !self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return err(
+                "name",
+                format!(
+                    "`{}` must be non-empty letters, digits, `_` or `-`",
+                    self.name
+                ),
+            );
         }
         if !self.path.starts_with('/') {
             return err("path", format!("`{}` must start with `/`", self.path));
         }
         if self.auth.sources.is_empty() {
-            return err("auth.sources", "at least one credential source is required".to_owned());
+            return err(
+                "auth.sources",
+                "at least one credential source is required".to_owned(),
+            );
         }
         for (i, s) in self.auth.sources.iter().enumerate() {
             if s.name.is_empty() {
-                return err(&format!("auth.sources[{i}].name"), "must not be empty".to_owned());
+                return err(
+                    &format!("auth.sources[{i}].name"),
+                    "must not be empty".to_owned(),
+                );
             }
             if s.accept.is_empty() {
-                return err(&format!("auth.sources[{i}].accept"), "must list at least one credential kind".to_owned());
+                return err(
+                    &format!("auth.sources[{i}].accept"),
+                    "must list at least one credential kind".to_owned(),
+                );
             }
         }
-        check_close_code(self.auth.failure_close_code).or_else(|r| err("auth.failure_close_code", r))?;
+        check_close_code(self.auth.failure_close_code)
+            .or_else(|r| err("auth.failure_close_code", r))?;
         check_close_code(self.close.shutdown).or_else(|r| err("close.shutdown", r))?;
         check_close_code(self.close.slow_consumer).or_else(|r| err("close.slow_consumer", r))?;
         let params = path_params(&self.path);
@@ -285,17 +314,26 @@ impl RouteProfile {
         }
         if let Some(hb) = &self.heartbeat {
             if hb.interval_ms == 0 {
-                return err("heartbeat.interval_ms", "must be greater than zero".to_owned());
+                return err(
+                    "heartbeat.interval_ms",
+                    "must be greater than zero".to_owned(),
+                );
             }
             if hb.timeout_ms == 0 || hb.timeout_ms > hb.interval_ms {
-                return err("heartbeat.timeout_ms", "must be greater than zero and at most interval_ms".to_owned());
+                return err(
+                    "heartbeat.timeout_ms",
+                    "must be greater than zero and at most interval_ms".to_owned(),
+                );
             }
             if hb.max_missed == 0 {
                 return err("heartbeat.max_missed", "must be at least 1".to_owned());
             }
             check_close_code(hb.close_code).or_else(|r| err("heartbeat.close_code", r))?;
             if !self.commands.values().any(|c| *c == Command::Pong) {
-                return err("commands", "a heartbeat needs a command mapped to `pong`".to_owned());
+                return err(
+                    "commands",
+                    "a heartbeat needs a command mapped to `pong`".to_owned(),
+                );
             }
         }
         if let Some(snap) = &self.snapshot {
@@ -306,7 +344,10 @@ impl RouteProfile {
                 check_template(t, &params).or_else(|r| err(&format!("snapshot.topics[{i}]"), r))?;
             }
             if self.frame.style == FrameStyle::Flat && !snap.empty.is_object() {
-                return err("snapshot.empty", "must be a JSON object for flat frames".to_owned());
+                return err(
+                    "snapshot.empty",
+                    "must be a JSON object for flat frames".to_owned(),
+                );
             }
         }
         Ok(())
@@ -329,9 +370,13 @@ fn check_template(t: &str, params: &[String]) -> Result<(), String> {
         };
         let name = &rest[start + 1..start + len];
         let known = matches!(name, "sub" | "org" | "role")
-            || name.strip_prefix("path.").is_some_and(|p| params.iter().any(|q| q == p));
+            || name
+                .strip_prefix("path.")
+                .is_some_and(|p| params.iter().any(|q| q == p));
         if !known {
-            return Err(format!("`{t}` uses unknown placeholder `{{{name}}}` (known: sub, org, role, path.NAME)"));
+            return Err(format!(
+                "`{t}` uses unknown placeholder `{{{name}}}` (known: sub, org, role, path.NAME)"
+            ));
         }
         rest = &rest[start + len + 1..];
     }
@@ -380,10 +425,16 @@ mod tests {
         if let Some(hb) = p.heartbeat.as_mut() {
             hb.timeout_ms = 5000;
         }
-        assert_eq!(p.validate(0).expect_err("timeout").key, "profiles[0].heartbeat.timeout_ms");
+        assert_eq!(
+            p.validate(0).expect_err("timeout").key,
+            "profiles[0].heartbeat.timeout_ms"
+        );
         let mut p = minimal();
         p.close.shutdown = 1006;
-        assert_eq!(p.validate(0).expect_err("code").key, "profiles[0].close.shutdown");
+        assert_eq!(
+            p.validate(0).expect_err("code").key,
+            "profiles[0].close.shutdown"
+        );
         let mut p = minimal();
         p.commands.clear();
         assert_eq!(p.validate(0).expect_err("pong").key, "profiles[0].commands");
@@ -391,7 +442,8 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_rejected() {
-        let r: Result<RouteProfile, _> = serde_json::from_str(r#"{"name":"p","path":"/","colour":1}"#);
+        let r: Result<RouteProfile, _> =
+            serde_json::from_str(r#"{"name":"p","path":"/","colour":1}"#);
         assert!(r.is_err());
     }
 }

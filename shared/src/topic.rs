@@ -98,7 +98,10 @@ fn validate(s: &str) -> Result<(), TopicError> {
         return Err(TopicError::TooLong);
     }
     if let Some(ch) = s.chars().find(|c| !is_topic_char(*c)) {
-        return Err(TopicError::ForbiddenChar { topic: s.to_owned(), ch });
+        return Err(TopicError::ForbiddenChar {
+            topic: s.to_owned(),
+            ch,
+        });
     }
     let segments: Vec<&str> = s.split(':').collect();
     if segments.iter().any(|seg| seg.is_empty()) {
@@ -157,22 +160,53 @@ mod tests {
 
     #[test]
     fn accepts_the_four_kinds() {
-        for s in ["user:alice", "org:acme", "role:admin", "org:acme:role:ops", "res:run:42", "user:a.b@c.d"] {
+        for s in [
+            "user:alice",
+            "org:acme",
+            "role:admin",
+            "org:acme:role:ops",
+            "res:run:42",
+            "user:a.b@c.d",
+        ] {
             assert!(Topic::parse(s).is_ok(), "{s}");
         }
-        assert_eq!(Topic::parse("res:run:42").map(|t| t.kind()), Ok(TopicKind::Resource));
-        assert_eq!(Topic::parse("org:a:role:b").map(|t| t.kind()), Ok(TopicKind::Org));
+        assert_eq!(
+            Topic::parse("res:run:42").map(|t| t.kind()),
+            Ok(TopicKind::Resource)
+        );
+        assert_eq!(
+            Topic::parse("org:a:role:b").map(|t| t.kind()),
+            Ok(TopicKind::Org)
+        );
     }
 
     #[test]
     fn rejects_bad_topics() {
         assert_eq!(Topic::parse(""), Err(TopicError::Empty));
-        assert!(matches!(Topic::parse("chan:x"), Err(TopicError::UnknownKind(_))));
-        assert!(matches!(Topic::parse("user:"), Err(TopicError::EmptySegment(_))));
-        assert!(matches!(Topic::parse("res:run"), Err(TopicError::BadResource(_))));
-        assert!(matches!(Topic::parse("user:{x}"), Err(TopicError::ForbiddenChar { ch: '{', .. })));
-        assert!(matches!(Topic::parse("user:a b"), Err(TopicError::ForbiddenChar { ch: ' ', .. })));
-        assert_eq!(Topic::parse(&format!("user:{}", "a".repeat(MAX_TOPIC_LEN))), Err(TopicError::TooLong));
+        assert!(matches!(
+            Topic::parse("chan:x"),
+            Err(TopicError::UnknownKind(_))
+        ));
+        assert!(matches!(
+            Topic::parse("user:"),
+            Err(TopicError::EmptySegment(_))
+        ));
+        assert!(matches!(
+            Topic::parse("res:run"),
+            Err(TopicError::BadResource(_))
+        ));
+        assert!(matches!(
+            Topic::parse("user:{x}"),
+            Err(TopicError::ForbiddenChar { ch: '{', .. })
+        ));
+        assert!(matches!(
+            Topic::parse("user:a b"),
+            Err(TopicError::ForbiddenChar { ch: ' ', .. })
+        ));
+        assert_eq!(
+            Topic::parse(&format!("user:{}", "a".repeat(MAX_TOPIC_LEN))),
+            Err(TopicError::TooLong)
+        );
     }
 
     #[test]

@@ -44,11 +44,17 @@ pub fn scratch_dir(label: &str) -> PathBuf {
 
 /// A port nobody listens on right now (tiny race; callers retry on bind failure).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
 }
 
 /// Read lines from a child's output until one contains `needle`.
-async fn wait_for_line<R: tokio::io::AsyncRead + Unpin>(reader: &mut BufReader<R>, needle: &str) -> Result<String> {
+async fn wait_for_line<R: tokio::io::AsyncRead + Unpin>(
+    reader: &mut BufReader<R>,
+    needle: &str,
+) -> Result<String> {
     let mut line = String::new();
     tokio::time::timeout(EVENT_TIMEOUT, async {
         loop {
@@ -77,7 +83,11 @@ impl RedisServer {
     pub async fn start() -> Result<Self> {
         let dir = scratch_dir("redis");
         for _ in 0..5 {
-            let mut server = Self { port: free_port(), child: None, dir: dir.clone() };
+            let mut server = Self {
+                port: free_port(),
+                child: None,
+                dir: dir.clone(),
+            };
             if server.spawn().await.is_ok() {
                 return Ok(server);
             }
@@ -87,7 +97,16 @@ impl RedisServer {
 
     async fn spawn(&mut self) -> Result<()> {
         let mut child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::piped())
@@ -141,14 +160,24 @@ impl RedisServer {
 
     /// Run a command with `redis-cli` and return its raw output lines.
     pub async fn cli(&self, args: &[&str]) -> Result<Vec<String>> {
-        let out = Command::new("redis-cli").args(["-p", &self.port.to_string()]).args(args).output().await?;
-        Ok(String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect())
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .await?;
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect())
     }
 
     /// Subscribers of one pub/sub channel, across all connections.
     pub async fn numsub(&self, channel: &str) -> Result<u64> {
         let lines = self.cli(&["PUBSUB", "NUMSUB", channel]).await?;
-        lines.get(1).and_then(|l| l.trim().parse().ok()).context("NUMSUB reply")
+        lines
+            .get(1)
+            .and_then(|l| l.trim().parse().ok())
+            .context("NUMSUB reply")
     }
 
     /// Active channels matching a pattern.
@@ -170,9 +199,17 @@ impl Drop for RedisServer {
 pub fn gateway_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();
     // target/<profile>/deps/<test> → target/<profile>/herald-gateway
-    let dir = exe.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     let bin = dir.join("herald-gateway");
-    assert!(bin.exists(), "{} missing: run `cargo build --workspace --bins` first", bin.display());
+    assert!(
+        bin.exists(),
+        "{} missing: run `cargo build --workspace --bins` first",
+        bin.display()
+    );
     bin
 }
 
@@ -212,7 +249,8 @@ impl Gateway {
             .env("HERALD_LOG_FORMAT", "text")
             .env("RUST_LOG", "info,herald_gateway=debug");
         if !opts.no_secrets {
-            cmd.env("HERALD_ADMIN_KEY", ADMIN_KEY).env("HERALD_JWT_SECRET", JWT_SECRET);
+            cmd.env("HERALD_ADMIN_KEY", ADMIN_KEY)
+                .env("HERALD_JWT_SECRET", JWT_SECRET);
         }
         if let Some(url) = &opts.redis_url {
             cmd.env("HERALD_REDIS_URL", url);
@@ -233,9 +271,14 @@ impl Gateway {
             .context("spawn herald-gateway")?;
         let stdout = child.stdout.take().context("gateway stdout")?;
         let mut reader = BufReader::new(stdout);
-        let line = wait_for_line(&mut reader, "listening on").await.map_err(|e| {
-            anyhow!("{e}; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default())
-        })?;
+        let line = wait_for_line(&mut reader, "listening on")
+            .await
+            .map_err(|e| {
+                anyhow!(
+                    "{e}; log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            })?;
         let addr = line.rsplit(' ').next().context("address")?.to_owned();
         tokio::spawn(async move {
             let mut sink = Vec::new();
@@ -258,7 +301,10 @@ impl Gateway {
 
     /// Wait until `/readyz` answers `want`.
     pub async fn wait_ready(&self, want: bool) -> Result<()> {
-        wait_until(&format!("readyz == {want}"), || async { self.is_ready().await == want }).await
+        wait_until(&format!("readyz == {want}"), || async {
+            self.is_ready().await == want
+        })
+        .await
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -268,13 +314,18 @@ impl Gateway {
     /// Send a signal (`TERM`, `KILL`) to the process.
     pub async fn signal(&self, sig: &str) -> Result<()> {
         let pid = self.pid().context("already exited")?;
-        Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status().await?;
+        Command::new("kill")
+            .args([&format!("-{sig}"), &pid.to_string()])
+            .status()
+            .await?;
         Ok(())
     }
 
     /// Wait for the process to exit; returns its exit code.
     pub async fn wait_exit(&mut self, limit: Duration) -> Result<Option<i32>> {
-        let status = tokio::time::timeout(limit, self.child.wait()).await.context("gateway did not exit")??;
+        let status = tokio::time::timeout(limit, self.child.wait())
+            .await
+            .context("gateway did not exit")??;
         Ok(status.code())
     }
 
@@ -303,12 +354,23 @@ where
 /// A minimal HTTP/1.1 GET, enough for health and metrics endpoints.
 pub async fn http_get(addr: &str, path: &str) -> Result<(u16, String)> {
     let mut stream = TcpStream::connect(addr).await?;
-    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
     let mut buf = Vec::new();
     tokio::time::timeout(EVENT_TIMEOUT, stream.read_to_end(&mut buf)).await??;
     let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).context("status line")?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("status line")?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     Ok((status, body))
 }
 
@@ -321,7 +383,10 @@ pub struct WsClient {
 /// How a connection ended, as the client saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Closed {
-    Frame { code: u16, reason: String },
+    Frame {
+        code: u16,
+        reason: String,
+    },
     /// The TCP connection ended without a close frame.
     Abrupt,
 }
@@ -344,9 +409,13 @@ impl WsClient {
     pub async fn connect_with(url: &str, headers: &[(&str, &str)]) -> Result<Self> {
         let mut req = url.into_client_request()?;
         for (k, v) in headers {
-            req.headers_mut().insert(http::HeaderName::from_bytes(k.as_bytes())?, http::HeaderValue::from_str(v)?);
+            req.headers_mut().insert(
+                http::HeaderName::from_bytes(k.as_bytes())?,
+                http::HeaderValue::from_str(v)?,
+            );
         }
-        let (stream, _) = tokio::time::timeout(EVENT_TIMEOUT, tokio_tungstenite::connect_async(req)).await??;
+        let (stream, _) =
+            tokio::time::timeout(EVENT_TIMEOUT, tokio_tungstenite::connect_async(req)).await??;
         Ok(Self { stream })
     }
 
@@ -414,8 +483,14 @@ impl WsClient {
 
 fn closed(f: Option<CloseFrame>) -> Closed {
     match f {
-        Some(f) => Closed::Frame { code: u16::from(f.code), reason: f.reason.to_string() },
-        None => Closed::Frame { code: 1005, reason: String::new() },
+        Some(f) => Closed::Frame {
+            code: u16::from(f.code),
+            reason: f.reason.to_string(),
+        },
+        None => Closed::Frame {
+            code: 1005,
+            reason: String::new(),
+        },
     }
 }
 
@@ -445,7 +520,11 @@ impl Cluster {
             gw.wait_ready(true).await?;
         }
         let publisher = herald_publisher::Publisher::connect(&redis.url()).await?;
-        Ok(Self { redis, gateways, publisher })
+        Ok(Self {
+            redis,
+            gateways,
+            publisher,
+        })
     }
 
     pub fn gw(&self, i: usize) -> &Gateway {
@@ -455,7 +534,10 @@ impl Cluster {
 
 /// Unix seconds now.
 pub fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// An HS256 token signed with [`JWT_SECRET`].

@@ -21,7 +21,9 @@ impl EventSink for Recorder {
 }
 
 async fn next(rx: &mut mpsc::UnboundedReceiver<(String, Bytes)>) -> Result<(String, Bytes)> {
-    tokio::time::timeout(EVENT_TIMEOUT, rx.recv()).await?.context("sink closed")
+    tokio::time::timeout(EVENT_TIMEOUT, rx.recv())
+        .await?
+        .context("sink closed")
 }
 
 async fn conformance(broker: Arc<dyn Broker>) -> Result<()> {
@@ -34,15 +36,23 @@ async fn conformance(broker: Arc<dyn Broker>) -> Result<()> {
     broker.subscribe("user:b").await?;
     broker.subscribe("user:b").await?; // idempotent
     broker.publish("user:a", Bytes::from_static(b"1")).await?;
-    assert_eq!(next(&mut rx).await?, ("user:a".to_owned(), Bytes::from_static(b"1")));
+    assert_eq!(
+        next(&mut rx).await?,
+        ("user:a".to_owned(), Bytes::from_static(b"1"))
+    );
 
     // Unsubscribed and never-subscribed topics deliver nothing: the marker on
     // user:b is the next thing the sink sees.
     broker.unsubscribe("user:a").await?;
     broker.publish("user:a", Bytes::from_static(b"2")).await?;
     broker.publish("user:c", Bytes::from_static(b"3")).await?;
-    broker.publish("user:b", Bytes::from_static(b"marker")).await?;
-    assert_eq!(next(&mut rx).await?, ("user:b".to_owned(), Bytes::from_static(b"marker")));
+    broker
+        .publish("user:b", Bytes::from_static(b"marker"))
+        .await?;
+    assert_eq!(
+        next(&mut rx).await?,
+        ("user:b".to_owned(), Bytes::from_static(b"marker"))
+    );
 
     // Order per topic is publish order.
     for i in 0..200u32 {

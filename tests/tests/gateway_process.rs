@@ -5,7 +5,8 @@
 use anyhow::Result;
 use herald_publisher::Topic;
 use herald_tests::{
-    ADMIN_KEY, Cluster, Gateway, GatewayOptions, WsClient, default_config, gateway_binary, jwt, scratch_dir, unix_now,
+    ADMIN_KEY, Cluster, Gateway, GatewayOptions, WsClient, default_config, gateway_binary, jwt,
+    scratch_dir, unix_now,
 };
 use serde_json::json;
 
@@ -15,7 +16,10 @@ async fn bare_binary_serves_docsfy_with_the_embedded_broker() -> Result<()> {
     let gw = Gateway::start(GatewayOptions::default()).await?;
     gw.wait_ready(true).await?;
     let mut ws = WsClient::connect(&gw.ws_url(&format!("/api/ws?token={ADMIN_KEY}"))).await?;
-    assert_eq!(ws.next_json().await?, json!({"type": "sync", "projects": [], "known_models": {}, "known_branches": {}}));
+    assert_eq!(
+        ws.next_json().await?,
+        json!({"type": "sync", "projects": [], "known_models": {}, "known_branches": {}})
+    );
     assert!(gw.log_text().contains("embedded in-memory broker"));
     Ok(())
 }
@@ -24,11 +28,19 @@ async fn bare_binary_serves_docsfy_with_the_embedded_broker() -> Result<()> {
 async fn embedded_mode_reads_hashed_api_keys_from_the_config_file() -> Result<()> {
     let hash = herald_shared::hash_secret("embedded-key");
     let config = format!("[auth]\n[[auth.api_keys]]\nsha256 = \"{hash}\"\nsub = \"alice\"\n");
-    let gw = Gateway::start(GatewayOptions { config: Some(config), ..Default::default() }).await?;
+    let gw = Gateway::start(GatewayOptions {
+        config: Some(config),
+        ..Default::default()
+    })
+    .await?;
     let mut ok = WsClient::connect(&gw.ws_url("/api/ws?token=embedded-key")).await?;
     assert_eq!(ok.next_json().await?["type"], "sync");
     let mut bad = WsClient::connect(&gw.ws_url(&format!("/api/ws?token={hash}"))).await?;
-    assert_eq!(bad.until_closed().await?.1.code(), Some(1008), "the hash itself is not a key");
+    assert_eq!(
+        bad.until_closed().await?.1.code(),
+        Some(1008),
+        "the hash itself is not a key"
+    );
     Ok(())
 }
 
@@ -41,12 +53,18 @@ async fn check(config: &str, env: &[(&str, &str)]) -> Result<(bool, String)> {
         cmd.env(k, v);
     }
     let out = cmd.output().await?;
-    Ok((out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned()))
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
 }
 
 #[tokio::test]
 async fn invalid_configuration_is_refused_naming_the_key() -> Result<()> {
-    assert!(check("", &[]).await?.0, "an empty file keeps the bundled defaults");
+    assert!(
+        check("", &[]).await?.0,
+        "an empty file keeps the bundled defaults"
+    );
     let cases = [
         ("[limits]\noutbound_queue = 0\n", "limits.outbound_queue"),
         ("[limits]\noutbound_queu = 5\n", "outbound_queu"),
@@ -56,11 +74,17 @@ async fn invalid_configuration_is_refused_naming_the_key() -> Result<()> {
     for (text, key) in cases {
         let (ok, stderr) = check(text, &[]).await?;
         assert!(!ok, "{text:?} accepted");
-        assert!(stderr.contains(key), "{text:?}: error does not name {key}: {stderr}");
+        assert!(
+            stderr.contains(key),
+            "{text:?}: error does not name {key}: {stderr}"
+        );
     }
     let docsfy_bad_heartbeat = default_config().replace("\ntimeout_ms = 10000", "\ntimeout_ms = 0");
     let (ok, stderr) = check(&docsfy_bad_heartbeat, &[]).await?;
-    assert!(!ok && stderr.contains("profiles[0].heartbeat.timeout_ms"), "{stderr}");
+    assert!(
+        !ok && stderr.contains("profiles[0].heartbeat.timeout_ms"),
+        "{stderr}"
+    );
     let (ok, stderr) = check("", &[("HERALD_LISTEN", "not-an-address")]).await?;
     assert!(!ok && stderr.contains("HERALD_LISTEN"), "{stderr}");
     Ok(())
@@ -85,28 +109,52 @@ failure_reason = "bad token"
 async fn a_profile_written_only_in_config_is_served() -> Result<()> {
     let c = Cluster::start(1, Some(CUSTOM_PROFILE.to_owned())).await?;
     let token = jwt("dev1", Some("acme"), &[], unix_now() + 300);
-    let mut ws = WsClient::connect(&c.gw(0).ws_url(&format!("/builds/b-7/events?access_token={token}"))).await?;
-    // No snapshot in this profile: wait until the replica holds the topic.
-    herald_tests::wait_until("subscription", || async {
-        c.redis.numsub("herald:{res:build:b-7}:ch").await.ok() == Some(1)
-    })
+    let mut ws = WsClient::connect(
+        &c.gw(0)
+            .ws_url(&format!("/builds/b-7/events?access_token={token}")),
+    )
     .await?;
-    c.publisher.publish(&[Topic::resource("build", "b-7")?], "build.step", &json!({"step": 2})).await?;
-    c.publisher.publish(&[Topic::org("acme")?], "org.notice", &json!("hello")).await?;
+    // No snapshot in this profile: wait until the replica holds the topic.
+    for channel in ["herald:{res:build:b-7}:ch", "herald:{org:acme}:ch"] {
+        herald_tests::wait_until(channel, || async {
+            c.redis.numsub(channel).await.ok() == Some(1)
+        })
+        .await?;
+    }
+    c.publisher
+        .publish(
+            &[Topic::resource("build", "b-7")?],
+            "build.step",
+            &json!({"step": 2}),
+        )
+        .await?;
+    c.publisher
+        .publish(&[Topic::org("acme")?], "org.notice", &json!("hello"))
+        .await?;
     let first = ws.next_json().await?;
     assert_eq!(first["type"], "build.step");
     assert_eq!(first["data"], json!({"step": 2}));
     let ts = first["ts"].as_str().unwrap_or_default();
-    assert!(ts.len() == 24 && ts.ends_with('Z'), "millisecond RFC 3339: {ts}");
+    assert!(
+        ts.len() == 24 && ts.ends_with('Z'),
+        "millisecond RFC 3339: {ts}"
+    );
     assert_eq!(ws.next_json().await?["data"], "hello");
 
     let expired = jwt("dev1", Some("acme"), &[], unix_now() - 3600);
-    let mut old = WsClient::connect(&c.gw(0).ws_url(&format!("/builds/b-7/events?access_token={expired}"))).await?;
+    let mut old = WsClient::connect(
+        &c.gw(0)
+            .ws_url(&format!("/builds/b-7/events?access_token={expired}")),
+    )
+    .await?;
     assert_eq!(old.until_closed().await?.1.code(), Some(4001));
     // The bundled docsfy profile is replaced by the file's profiles.
     let mut gone = WsClient::connect(&c.gw(0).ws_url(&format!("/api/ws?token={ADMIN_KEY}"))).await;
     if let Ok(ws) = gone.as_mut() {
-        assert!(ws.next_json().await.is_err(), "no docsfy route when the file lists its own profiles");
+        assert!(
+            ws.next_json().await.is_err(),
+            "no docsfy route when the file lists its own profiles"
+        );
     }
     Ok(())
 }
@@ -120,12 +168,47 @@ async fn metrics_count_connections_and_never_show_credentials() -> Result<()> {
     assert_eq!(bad.until_closed().await?.1.code(), Some(1008));
     let (status, text) = c.gw(0).get("/metrics").await?;
     assert_eq!(status, 200);
-    assert!(text.contains("herald_connections{route=\"docsfy\"} 1"), "{text}");
-    assert!(text.contains("herald_auth_failures_total{route=\"docsfy\",reason=\"invalid\"} 1"), "{text}");
-    assert!(text.contains("herald_topics_subscribed 2"), "user:admin and role:admin: {text}");
+    assert!(
+        text.contains("herald_connections{route=\"docsfy\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("herald_auth_failures_total{route=\"docsfy\",reason=\"invalid\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("herald_topics_subscribed 2"),
+        "user:admin and role:admin: {text}"
+    );
     for secret in [ADMIN_KEY, "leaked-secret-123"] {
         assert!(!text.contains(secret), "metrics leak a credential");
-        assert!(!c.gw(0).log_text().contains(secret), "logs leak a credential");
+        assert!(
+            !c.gw(0).log_text().contains(secret),
+            "logs leak a credential"
+        );
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn sigterm_drains_sockets_with_1001_and_exits() -> Result<()> {
+    let mut gw = Gateway::start(GatewayOptions {
+        env: vec![("HERALD_DRAIN_MS".to_owned(), "300".to_owned())],
+        ..Default::default()
+    })
+    .await?;
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let mut ws = WsClient::connect(&gw.ws_url(&format!("/api/ws?token={ADMIN_KEY}"))).await?;
+        assert_eq!(ws.next_json().await?["type"], "sync");
+        clients.push(ws);
+    }
+    gw.signal("TERM").await?;
+    for ws in &mut clients {
+        let (_, closed) = ws.until_closed().await?;
+        assert_eq!(closed.code(), Some(1001), "{closed:?}");
+    }
+    let code = gw.wait_exit(std::time::Duration::from_secs(10)).await?;
+    assert_eq!(code, Some(0), "exit status; log:\n{}", gw.log_text());
     Ok(())
 }

@@ -9,7 +9,9 @@ use serde_json::json;
 const ALICE_CHANNEL: &str = "herald:{user:alice}:ch";
 
 async fn alice(c: &Cluster, replica: usize) -> Result<WsClient> {
-    c.publisher.add_api_key("k-alice", &Principal::new("alice")).await?;
+    c.publisher
+        .add_api_key("k-alice", &Principal::new("alice"))
+        .await?;
     let mut ws = WsClient::connect(&c.gw(replica).ws_url("/api/ws?token=k-alice")).await?;
     // The sync is sent after the replica's subscription is in place.
     assert_eq!(ws.next_json().await?["type"], "sync");
@@ -24,21 +26,36 @@ async fn numsub_becomes(c: &Cluster, want: u64) -> Result<()> {
 }
 
 #[tokio::test]
-async fn one_redis_subscription_per_topic_per_replica_dropped_after_the_last_leaves() -> Result<()> {
+async fn one_redis_subscription_per_topic_per_replica_dropped_after_the_last_leaves() -> Result<()>
+{
     let c = Cluster::start(2, None).await?;
-    assert_eq!(c.redis.channels("herald:*").await?, Vec::<String>::new(), "idle replicas subscribe to nothing");
+    assert_eq!(
+        c.redis.channels("herald:*").await?,
+        Vec::<String>::new(),
+        "idle replicas subscribe to nothing"
+    );
 
     let a1 = alice(&c, 0).await?;
     assert_eq!(c.redis.numsub(ALICE_CHANNEL).await?, 1);
     let a2 = alice(&c, 0).await?;
-    assert_eq!(c.redis.numsub(ALICE_CHANNEL).await?, 1, "a second local connection reuses the subscription");
+    assert_eq!(
+        c.redis.numsub(ALICE_CHANNEL).await?,
+        1,
+        "a second local connection reuses the subscription"
+    );
     let b1 = alice(&c, 1).await?;
     assert_eq!(c.redis.numsub(ALICE_CHANNEL).await?, 2, "one per replica");
-    assert_eq!(c.redis.channels("herald:*").await?, vec![ALICE_CHANNEL.to_owned()], "only wanted topics");
+    assert_eq!(
+        c.redis.channels("herald:*").await?,
+        vec![ALICE_CHANNEL.to_owned()],
+        "only wanted topics"
+    );
 
     a1.close().await;
     // Still one local subscriber on replica A: the subscription stays.
-    c.publisher.publish(&[Topic::user("alice")?], "marker", &json!({})).await?;
+    c.publisher
+        .publish(&[Topic::user("alice")?], "marker", &json!({}))
+        .await?;
     let mut a2 = a2;
     assert_eq!(a2.next_json().await?["type"], "marker");
     assert_eq!(c.redis.numsub(ALICE_CHANNEL).await?, 2);
@@ -61,19 +78,38 @@ async fn redis_restart_not_ready_meanwhile_then_resubscribed_and_delivering() ->
     for gw in &c.gateways {
         gw.wait_ready(false).await?;
     }
-    assert_eq!(c.gw(0).get("/healthz").await?.0, 200, "alive while Redis is down");
+    assert_eq!(
+        c.gw(0).get("/healthz").await?.0,
+        200,
+        "alive while Redis is down"
+    );
 
     c.redis.restart().await?;
     for gw in &c.gateways {
         gw.wait_ready(true).await?;
     }
-    assert_eq!(c.redis.numsub(ALICE_CHANNEL).await?, 2, "both replicas resubscribed");
+    assert_eq!(
+        c.redis.numsub(ALICE_CHANNEL).await?,
+        2,
+        "both replicas resubscribed"
+    );
 
     // The same client connections, never closed, receive events published after the restart.
-    c.publisher.progress(&[Topic::user("alice")?], &json!({"name": "after-restart"})).await?;
-    assert_eq!(on_a.next_json().await?, json!({"type": "progress", "name": "after-restart"}));
-    assert_eq!(on_b.next_json().await?, json!({"type": "progress", "name": "after-restart"}));
+    c.publisher
+        .progress(&[Topic::user("alice")?], &json!({"name": "after-restart"}))
+        .await?;
+    assert_eq!(
+        on_a.next_json().await?,
+        json!({"type": "progress", "name": "after-restart"})
+    );
+    assert_eq!(
+        on_b.next_json().await?,
+        json!({"type": "progress", "name": "after-restart"})
+    );
     let metrics = c.gw(0).get("/metrics").await?.1;
-    assert!(metrics.contains("herald_broker_reconnects_total 1"), "reconnect counted:\n{metrics}");
+    assert!(
+        metrics.contains("herald_broker_reconnects_total 1"),
+        "reconnect counted:\n{metrics}"
+    );
     Ok(())
 }

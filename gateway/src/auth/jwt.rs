@@ -25,7 +25,10 @@ impl JwtVerifier {
         validation.validate_nbf = true;
         // Clock skew between the token issuer and the gateway; the crate's 60 s is generous.
         validation.leeway = 5;
-        Self { key: DecodingKey::from_secret(secret), validation }
+        Self {
+            key: DecodingKey::from_secret(secret),
+            validation,
+        }
     }
 
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
@@ -43,22 +46,50 @@ mod tests {
     use jsonwebtoken::{EncodingKey, Header, encode};
 
     fn now() -> u64 {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
     }
 
     fn token(alg: Algorithm, secret: &[u8], exp: u64) -> String {
-        let claims = Claims { sub: "alice".into(), org: Some("acme".into()), roles: vec!["admin".into()], exp, topics: vec![] };
-        encode(&Header::new(alg), &claims, &EncodingKey::from_secret(secret)).expect("encodes")
+        let claims = Claims {
+            sub: "alice".into(),
+            org: Some("acme".into()),
+            roles: vec!["admin".into()],
+            exp,
+            topics: vec![],
+        };
+        encode(
+            &Header::new(alg),
+            &claims,
+            &EncodingKey::from_secret(secret),
+        )
+        .expect("encodes")
     }
 
     #[test]
     fn accepts_valid_and_rejects_the_rest() {
         let v = JwtVerifier::hs256(b"s3cret");
-        let p = v.verify(&token(Algorithm::HS256, b"s3cret", now() + 60)).expect("valid");
-        assert_eq!((p.sub.as_str(), p.org.as_deref(), p.is_admin()), ("alice", Some("acme"), true));
-        assert!(matches!(v.verify(&token(Algorithm::HS256, b"other", now() + 60)), Err(AuthError::Invalid)));
-        assert!(matches!(v.verify(&token(Algorithm::HS512, b"s3cret", now() + 60)), Err(AuthError::Invalid)));
-        assert!(matches!(v.verify(&token(Algorithm::HS256, b"s3cret", now() - 600)), Err(AuthError::Expired)));
+        let p = v
+            .verify(&token(Algorithm::HS256, b"s3cret", now() + 60))
+            .expect("valid");
+        assert_eq!(
+            (p.sub.as_str(), p.org.as_deref(), p.is_admin()),
+            ("alice", Some("acme"), true)
+        );
+        assert!(matches!(
+            v.verify(&token(Algorithm::HS256, b"other", now() + 60)),
+            Err(AuthError::Invalid)
+        ));
+        assert!(matches!(
+            v.verify(&token(Algorithm::HS512, b"s3cret", now() + 60)),
+            Err(AuthError::Invalid)
+        ));
+        assert!(matches!(
+            v.verify(&token(Algorithm::HS256, b"s3cret", now() - 600)),
+            Err(AuthError::Expired)
+        ));
         assert!(matches!(v.verify("a.b.c"), Err(AuthError::Invalid)));
     }
 
@@ -74,10 +105,15 @@ mod tests {
     mod base64_like {
         /// URL-safe base64 without padding, enough for a test token.
         pub(super) fn b64(input: &[u8]) -> String {
-            const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+            const T: &[u8; 64] =
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
             let mut out = String::new();
             for chunk in input.chunks(3) {
-                let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+                let b = [
+                    chunk[0],
+                    *chunk.get(1).unwrap_or(&0),
+                    *chunk.get(2).unwrap_or(&0),
+                ];
                 let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
                 for i in 0..=chunk.len() {
                     out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);

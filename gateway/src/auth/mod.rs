@@ -58,9 +58,17 @@ impl RequestCredentials<'_> {
         let value = match from {
             AuthLocation::Query => self.query.get(name).cloned(),
             AuthLocation::Cookie => self.cookies.get(name).map(|c| c.value().to_owned()),
-            AuthLocation::Header => self.headers.get(name).and_then(|v| v.to_str().ok()).map(|v| {
-                v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).unwrap_or(v).trim().to_owned()
-            }),
+            AuthLocation::Header => self
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| {
+                    v.strip_prefix("Bearer ")
+                        .or_else(|| v.strip_prefix("bearer "))
+                        .unwrap_or(v)
+                        .trim()
+                        .to_owned()
+                }),
         };
         value.filter(|v| !v.is_empty())
     }
@@ -77,23 +85,34 @@ pub struct Authenticator {
 
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Authenticator").field("jwt", &self.jwt.is_some()).finish_non_exhaustive()
+        f.debug_struct("Authenticator")
+            .field("jwt", &self.jwt.is_some())
+            .finish_non_exhaustive()
     }
 }
 
 impl Authenticator {
     pub fn new(config: &AuthConfig, store: Arc<dyn Store>) -> Self {
         Self {
-            jwt: config.jwt_secret.as_ref().map(|s| JwtVerifier::hs256(s.expose().as_bytes())),
+            jwt: config
+                .jwt_secret
+                .as_ref()
+                .map(|s| JwtVerifier::hs256(s.expose().as_bytes())),
             admin_key_hash: config.admin_key.as_ref().map(|k| hash_secret(k.expose())),
             admin_user: config.admin_user.clone(),
             store,
         }
     }
 
-    pub async fn authenticate(&self, spec: &AuthSpec, creds: &RequestCredentials<'_>) -> Result<Principal, AuthError> {
-        let Some((value, accept)) =
-            spec.sources.iter().find_map(|s| creds.find(s.from, &s.name).map(|v| (v, &s.accept)))
+    pub async fn authenticate(
+        &self,
+        spec: &AuthSpec,
+        creds: &RequestCredentials<'_>,
+    ) -> Result<Principal, AuthError> {
+        let Some((value, accept)) = spec
+            .sources
+            .iter()
+            .find_map(|s| creds.find(s.from, &s.name).map(|v| (v, &s.accept)))
         else {
             return Err(AuthError::Missing);
         };
@@ -101,7 +120,11 @@ impl Authenticator {
     }
 
     /// Try one credential against the accepted kinds, in order.
-    pub async fn verify(&self, credential: &str, accept: &[CredentialKind]) -> Result<Principal, AuthError> {
+    pub async fn verify(
+        &self,
+        credential: &str,
+        accept: &[CredentialKind],
+    ) -> Result<Principal, AuthError> {
         let mut outcome = AuthError::Invalid;
         for kind in accept {
             let found = match kind {

@@ -50,7 +50,11 @@ impl Broker for MemoryBroker {
         futures_util::future::ready(Ok(())).boxed()
     }
 
-    fn publish<'a>(&'a self, topic: &'a str, payload: Bytes) -> BoxFuture<'a, Result<(), BrokerError>> {
+    fn publish<'a>(
+        &'a self,
+        topic: &'a str,
+        payload: Bytes,
+    ) -> BoxFuture<'a, Result<(), BrokerError>> {
         let subscribed = self.topics().contains(topic);
         if subscribed && let Some(sink) = self.sink.get().and_then(Weak::upgrade) {
             sink.deliver(topic, payload);

@@ -45,7 +45,11 @@ pub trait Broker: Send + Sync + 'static {
     fn unsubscribe<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<(), BrokerError>>;
     /// Publish a raw envelope on a topic (embedded publishing and tests; backends
     /// normally publish through `herald-publisher`).
-    fn publish<'a>(&'a self, topic: &'a str, payload: Bytes) -> BoxFuture<'a, Result<(), BrokerError>>;
+    fn publish<'a>(
+        &'a self,
+        topic: &'a str,
+        payload: Bytes,
+    ) -> BoxFuture<'a, Result<(), BrokerError>>;
     /// Connected and subscribed to everything it should be.
     fn is_ready(&self) -> bool;
     /// Short name for logs and metrics (`memory`, `redis`).

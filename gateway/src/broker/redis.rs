@@ -54,7 +54,9 @@ pub struct RedisBroker {
 
 impl std::fmt::Debug for RedisBroker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisBroker").field("prefix", &self.keys.prefix()).finish_non_exhaustive()
+        f.debug_struct("RedisBroker")
+            .field("prefix", &self.keys.prefix())
+            .finish_non_exhaustive()
     }
 }
 
@@ -77,7 +79,10 @@ pub fn builder(url: &str) -> Result<Builder, BrokerError> {
     b.set_connection_config(ConnectionConfig {
         connection_timeout: Duration::from_secs(2),
         internal_command_timeout: Duration::from_secs(2),
-        tcp: TcpConfig { nodelay: Some(true), ..Default::default() },
+        tcp: TcpConfig {
+            nodelay: Some(true),
+            ..Default::default()
+        },
         ..Default::default()
     });
     Ok(b)
@@ -87,7 +92,9 @@ impl RedisBroker {
     /// Connect in the background and start the receiver and health loops.
     pub fn start(url: &str, keys: Keys) -> Result<Arc<Self>, BrokerError> {
         let b = builder(url)?;
-        let subscriber = b.build_subscriber_client().map_err(|e| BrokerError::Config(e.to_string()))?;
+        let subscriber = b
+            .build_subscriber_client()
+            .map_err(|e| BrokerError::Config(e.to_string()))?;
         let commands = b.build().map_err(|e| BrokerError::Config(e.to_string()))?;
         let broker = Arc::new(Self {
             subscriber,
@@ -115,7 +122,10 @@ impl RedisBroker {
     }
 
     /// Our own receiver loop: never ends on lag, never awaits per message.
-    async fn receive(self: Arc<Self>, mut rx: tokio::sync::broadcast::Receiver<fred::types::Message>) {
+    async fn receive(
+        self: Arc<Self>,
+        mut rx: tokio::sync::broadcast::Receiver<fred::types::Message>,
+    ) {
         loop {
             let msg = tokio::select! {
                 _ = self.stop.cancelled() => return,
@@ -123,7 +133,9 @@ impl RedisBroker {
             };
             match msg {
                 Ok(msg) => {
-                    let Some(topic) = self.keys.topic_of_channel(&msg.channel) else { continue };
+                    let Some(topic) = self.keys.topic_of_channel(&msg.channel) else {
+                        continue;
+                    };
                     let Some(bytes) = msg.value.as_bytes() else {
                         metrics::broker_invalid_message();
                         continue;
@@ -147,7 +159,10 @@ impl RedisBroker {
     async fn health(
         self: Arc<Self>,
         mut reconnects: tokio::sync::broadcast::Receiver<fred::types::config::Server>,
-        mut errors: tokio::sync::broadcast::Receiver<(fred::error::Error, Option<fred::types::config::Server>)>,
+        mut errors: tokio::sync::broadcast::Receiver<(
+            fred::error::Error,
+            Option<fred::types::config::Server>,
+        )>,
     ) {
         let mut need_resubscribe = false;
         let mut first = true;
@@ -186,7 +201,10 @@ impl RedisBroker {
                     }
                 }
             }
-            let alive = matches!(tokio::time::timeout(PING_TIMEOUT, self.subscriber.ping::<()>(None)).await, Ok(Ok(())));
+            let alive = matches!(
+                tokio::time::timeout(PING_TIMEOUT, self.subscriber.ping::<()>(None)).await,
+                Ok(Ok(()))
+            );
             self.set_ready(alive && !need_resubscribe);
         }
     }
@@ -209,7 +227,9 @@ impl RedisBroker {
         match tokio::time::timeout(PING_TIMEOUT * 5, self.subscriber.ping::<()>(None)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(unavailable(e)),
-            Err(_) => Err(BrokerError::Unavailable("subscription not confirmed in time".to_owned())),
+            Err(_) => Err(BrokerError::Unavailable(
+                "subscription not confirmed in time".to_owned(),
+            )),
         }
     }
 
@@ -242,7 +262,10 @@ impl Broker for RedisBroker {
             let channel = self.keys.channel(topic);
             // Recorded first: if Redis is down now, the reconnect resubscribes it.
             self.channels().insert(channel.clone());
-            self.subscriber.subscribe(channel).await.map_err(unavailable)?;
+            self.subscriber
+                .subscribe(channel)
+                .await
+                .map_err(unavailable)?;
             self.confirm().await
         }
         .boxed()
@@ -252,15 +275,26 @@ impl Broker for RedisBroker {
         async move {
             let channel = self.keys.channel(topic);
             self.channels().remove(&channel);
-            self.subscriber.unsubscribe(channel).await.map_err(unavailable)
+            self.subscriber
+                .unsubscribe(channel)
+                .await
+                .map_err(unavailable)
         }
         .boxed()
     }
 
-    fn publish<'a>(&'a self, topic: &'a str, payload: Bytes) -> BoxFuture<'a, Result<(), BrokerError>> {
+    fn publish<'a>(
+        &'a self,
+        topic: &'a str,
+        payload: Bytes,
+    ) -> BoxFuture<'a, Result<(), BrokerError>> {
         async move {
             let channel = self.keys.channel(topic);
-            self.commands.publish::<i64, _, _>(channel, payload).await.map(drop).map_err(unavailable)
+            self.commands
+                .publish::<i64, _, _>(channel, payload)
+                .await
+                .map(drop)
+                .map_err(unavailable)
         }
         .boxed()
     }

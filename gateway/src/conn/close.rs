@@ -52,16 +52,25 @@ impl CloseReason {
             },
             Self::SlowConsumer => (profile.close.slow_consumer, "slow consumer"),
             Self::Shutdown => (profile.close.shutdown, "server shutting down"),
-            Self::InvalidIdentity => (profile.auth.failure_close_code, profile.auth.failure_reason.as_str()),
+            Self::InvalidIdentity => (
+                profile.auth.failure_close_code,
+                profile.auth.failure_reason.as_str(),
+            ),
             Self::Internal => (close_code::ERROR, "internal error"),
         };
-        Some(CloseFrame { code, reason: truncate(reason).into() })
+        Some(CloseFrame {
+            code,
+            reason: truncate(reason).into(),
+        })
     }
 
     pub fn from_socket_error(e: &axum::Error) -> Self {
         // axum wraps tungstenite's error; its message is the only stable handle.
         let text = e.to_string();
-        if text.contains("Space limit exceeded") || text.contains("too long") || text.contains("Message too big") {
+        if text.contains("Space limit exceeded")
+            || text.contains("too long")
+            || text.contains("Message too big")
+        {
             Self::TooLarge
         } else {
             Self::ClientGone

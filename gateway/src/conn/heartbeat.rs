@@ -111,6 +111,10 @@ mod tests {
         hb.pong(t0 + Duration::from_secs(61));
         assert_eq!(hb.deadline(), t0 + Duration::from_secs(90));
         assert_eq!(hb.fire(hb.deadline()), Tick::SendPing);
-        assert_eq!(hb.fire(hb.deadline()), Tick::Missed, "the count restarted after the pong");
+        assert_eq!(
+            hb.fire(hb.deadline()),
+            Tick::Missed,
+            "the count restarted after the pong"
+        );
     }
 }

@@ -94,7 +94,12 @@ impl Connection {
 
         let shutdown = self.app.shutdown.token();
         let mut drain_at: Option<Instant> = None;
-        let mut heartbeat = self.profile.spec.heartbeat.as_ref().map(|spec| Heartbeat::new(spec, Instant::now()));
+        let mut heartbeat = self
+            .profile
+            .spec
+            .heartbeat
+            .as_ref()
+            .map(|spec| Heartbeat::new(spec, Instant::now()));
         let far = Instant::now() + Duration::from_secs(86_400 * 365);
         let timer = sleep_until(heartbeat.as_ref().map_or(far, Heartbeat::deadline));
         tokio::pin!(timer);
@@ -162,7 +167,10 @@ impl Connection {
                 }
             } else {
                 frames.push(event.frame(self.profile.shape, shape));
-                self.profile.metrics.lag.record(((now - env.ts).max(0) as f64) / 1000.0);
+                self.profile
+                    .metrics
+                    .lag
+                    .record(((now - env.ts).max(0) as f64) / 1000.0);
                 if self.profile.resends_snapshot_after(&env.event_type) {
                     frames.extend(self.snapshot_frame().await);
                 }
@@ -177,7 +185,11 @@ impl Connection {
         Ok(())
     }
 
-    async fn write(&self, socket: &mut WebSocket, frames: impl IntoIterator<Item = Utf8Bytes>) -> Result<(), CloseReason> {
+    async fn write(
+        &self,
+        socket: &mut WebSocket,
+        frames: impl IntoIterator<Item = Utf8Bytes>,
+    ) -> Result<(), CloseReason> {
         let deadline = Duration::from_millis(self.app.config.limits.write_timeout_ms);
         let io = async {
             for f in frames {
@@ -194,8 +206,14 @@ impl Connection {
 
     /// A client frame: a command of the profile, or ignored.
     fn client_frame(&self, text: &str, heartbeat: Option<&mut Heartbeat>) {
-        let Ok(serde_json::Value::Object(frame)) = serde_json::from_str::<serde_json::Value>(text) else { return };
-        let Some(serde_json::Value::String(kind)) = frame.get(&self.profile.spec.frame.type_field) else { return };
+        let Ok(serde_json::Value::Object(frame)) = serde_json::from_str::<serde_json::Value>(text)
+        else {
+            return;
+        };
+        let Some(serde_json::Value::String(kind)) = frame.get(&self.profile.spec.frame.type_field)
+        else {
+            return;
+        };
         match self.profile.command(kind) {
             Some(Command::Pong) => {
                 if let Some(hb) = heartbeat {
@@ -211,7 +229,10 @@ impl Connection {
     /// empty full-replacement snapshot would wipe the client's state).
     async fn snapshot_frame(&self) -> Option<Utf8Bytes> {
         let spec = self.profile.spec.snapshot.as_ref()?;
-        let topics = self.profile.snapshot_topics(&self.principal, &self.path).ok()?;
+        let topics = self
+            .profile
+            .snapshot_topics(&self.principal, &self.path)
+            .ok()?;
         let mut payload = None;
         for topic in &topics {
             match self.app.store.snapshot(topic.as_str()).await {

@@ -99,7 +99,9 @@ pub struct Hub {
 
 impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Hub").field("topics", &self.topic_count.load(Ordering::Relaxed)).finish_non_exhaustive()
+        f.debug_struct("Hub")
+            .field("topics", &self.topic_count.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
     }
 }
 
@@ -152,7 +154,11 @@ impl Hub {
         let shard = self.shard(topic.as_str());
         let _transition = shard.transitions.lock().await;
         if self.remove_local(shard, topic, sub) {
-            metrics::topics(self.topic_count.fetch_sub(1, Ordering::Relaxed).saturating_sub(1));
+            metrics::topics(
+                self.topic_count
+                    .fetch_sub(1, Ordering::Relaxed)
+                    .saturating_sub(1),
+            );
             if let Err(e) = self.broker.unsubscribe(topic.as_str()).await {
                 // The broker forgot the topic either way; a reconnect will not restore it.
                 tracing::warn!(error = %e, "broker unsubscribe failed");
@@ -171,7 +177,9 @@ impl Hub {
     fn remove_local(&self, shard: &Shard, topic: &Topic, sub: &Arc<Subscriber>) -> bool {
         sub.lock_topics().retain(|t| t != topic);
         let mut map = write(&shard.subs);
-        let Some(list) = map.get_mut(topic) else { return false };
+        let Some(list) = map.get_mut(topic) else {
+            return false;
+        };
         let before = list.len();
         list.retain(|s| s.id != sub.id);
         if before == list.len() {
@@ -186,7 +194,10 @@ impl Hub {
 
     /// Topics with at least one local subscriber.
     pub fn topics(&self) -> Vec<Topic> {
-        self.shards.iter().flat_map(|s| read(&s.subs).keys().cloned().collect::<Vec<_>>()).collect()
+        self.shards
+            .iter()
+            .flat_map(|s| read(&s.subs).keys().cloned().collect::<Vec<_>>())
+            .collect()
     }
 }
 
@@ -204,7 +215,10 @@ impl EventSink for Hub {
         // one serve the connections that joined those; see `Envelope::to`.
         let earlier = {
             let audience = envelope.audience();
-            let pos = audience.iter().position(|t| t.as_str() == topic).unwrap_or(0);
+            let pos = audience
+                .iter()
+                .position(|t| t.as_str() == topic)
+                .unwrap_or(0);
             audience[..pos].to_vec()
         };
         let event = Arc::new(PreparedEvent::new(envelope, self.shapes));
@@ -269,15 +283,33 @@ mod tests {
         // One event to [user:alice, role:admin]: a (on both) gets it once, b once.
         let to = ["user:alice", "role:admin"];
         for t in to {
-            broker.publish(t, envelope(t, &to, "e1")).await.expect("publish");
+            broker
+                .publish(t, envelope(t, &to, "e1"))
+                .await
+                .expect("publish");
         }
-        assert_eq!(rx_a.try_recv().map(|e| e.envelope.id.clone()).ok().as_deref(), Some("e1"));
+        assert_eq!(
+            rx_a.try_recv()
+                .map(|e| e.envelope.id.clone())
+                .ok()
+                .as_deref(),
+            Some("e1")
+        );
         assert!(rx_a.try_recv().is_err(), "a must see e1 once");
-        assert_eq!(rx_b.try_recv().map(|e| e.envelope.id.clone()).ok().as_deref(), Some("e1"));
+        assert_eq!(
+            rx_b.try_recv()
+                .map(|e| e.envelope.id.clone())
+                .ok()
+                .as_deref(),
+            Some("e1")
+        );
 
         hub.leave_all(&a).await;
         assert_eq!(hub.topics(), vec![admin.clone()]);
-        broker.publish("user:alice", envelope("user:alice", &[], "e2")).await.expect("publish");
+        broker
+            .publish("user:alice", envelope("user:alice", &[], "e2"))
+            .await
+            .expect("publish");
         assert!(rx_a.try_recv().is_err(), "left topics deliver nothing");
         hub.leave_all(&b).await;
         assert!(hub.topics().is_empty());
@@ -289,8 +321,16 @@ mod tests {
         let hub = Hub::new(broker.clone(), 1);
         let (a, _rx) = Subscriber::new(1);
         hub.join(&topic("user:a"), &a).await.expect("join");
-        broker.publish("user:a", envelope("user:a", &[], "1")).await.expect("publish");
-        broker.publish("user:a", envelope("user:a", &[], "2")).await.expect("publish");
-        tokio::time::timeout(std::time::Duration::from_secs(1), a.slow_consumer()).await.expect("kicked");
+        broker
+            .publish("user:a", envelope("user:a", &[], "1"))
+            .await
+            .expect("publish");
+        broker
+            .publish("user:a", envelope("user:a", &[], "2"))
+            .await
+            .expect("publish");
+        tokio::time::timeout(std::time::Duration::from_secs(1), a.slow_consumer())
+            .await
+            .expect("kicked");
     }
 }

@@ -36,25 +36,43 @@ impl ProfileRegistry {
         let profiles = specs
             .iter()
             .map(|spec| {
-                let shape = shapes.iter().position(|s| *s == spec.frame).unwrap_or_else(|| {
-                    shapes.push(spec.frame.clone());
-                    shapes.len() - 1
-                });
-                Arc::new(CompiledProfile { spec: spec.clone(), shape, metrics: RouteMetrics::new(&spec.name) })
+                let shape = shapes
+                    .iter()
+                    .position(|s| *s == spec.frame)
+                    .unwrap_or_else(|| {
+                        shapes.push(spec.frame.clone());
+                        shapes.len() - 1
+                    });
+                Arc::new(CompiledProfile {
+                    spec: spec.clone(),
+                    shape,
+                    metrics: RouteMetrics::new(&spec.name),
+                })
             })
             .collect();
-        Self { profiles, shapes: shapes.into() }
+        Self {
+            profiles,
+            shapes: shapes.into(),
+        }
     }
 }
 
 impl CompiledProfile {
     /// Topics joined on connect, in template order, without repeats.
-    pub fn join_topics(&self, who: &Principal, path: &HashMap<String, String>) -> Result<Vec<Topic>, TopicError> {
+    pub fn join_topics(
+        &self,
+        who: &Principal,
+        path: &HashMap<String, String>,
+    ) -> Result<Vec<Topic>, TopicError> {
         render_all(&self.spec.join, who, path)
     }
 
     /// Topics whose stored snapshot may serve this connection, in order.
-    pub fn snapshot_topics(&self, who: &Principal, path: &HashMap<String, String>) -> Result<Vec<Topic>, TopicError> {
+    pub fn snapshot_topics(
+        &self,
+        who: &Principal,
+        path: &HashMap<String, String>,
+    ) -> Result<Vec<Topic>, TopicError> {
         match &self.spec.snapshot {
             Some(s) => render_all(&s.topics, who, path),
             None => Ok(Vec::new()),
@@ -68,11 +86,18 @@ impl CompiledProfile {
 
     /// Whether a fresh snapshot follows events of this type.
     pub fn resends_snapshot_after(&self, event_type: &str) -> bool {
-        self.spec.snapshot.as_ref().is_some_and(|s| s.resend_after.iter().any(|t| t == event_type))
+        self.spec
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.resend_after.iter().any(|t| t == event_type))
     }
 }
 
-fn render_all(templates: &[String], who: &Principal, path: &HashMap<String, String>) -> Result<Vec<Topic>, TopicError> {
+fn render_all(
+    templates: &[String],
+    who: &Principal,
+    path: &HashMap<String, String>,
+) -> Result<Vec<Topic>, TopicError> {
     let mut out: Vec<Topic> = Vec::new();
     for t in templates {
         for s in render(t, who, path) {
@@ -90,14 +115,19 @@ fn render_all(templates: &[String], who: &Principal, path: &HashMap<String, Stri
 fn render(template: &str, who: &Principal, path: &HashMap<String, String>) -> Vec<String> {
     let mut base = template.replace("{sub}", &who.sub);
     if base.contains("{org}") {
-        let Some(org) = &who.org else { return Vec::new() };
+        let Some(org) = &who.org else {
+            return Vec::new();
+        };
         base = base.replace("{org}", org);
     }
     for (name, value) in path {
         base = base.replace(&format!("{{path.{name}}}"), value);
     }
     if base.contains("{role}") {
-        who.roles.iter().map(|r| base.replace("{role}", r)).collect()
+        who.roles
+            .iter()
+            .map(|r| base.replace("{role}", r))
+            .collect()
     } else {
         vec![base]
     }
@@ -112,8 +142,24 @@ mod tests {
         let mut who = Principal::new("alice");
         who.roles = vec!["admin".into(), "ops".into()];
         let path = HashMap::from([("id".to_owned(), "r1".to_owned())]);
-        let t = |s: &[&str], who: &Principal| render_all(&s.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>(), who, &path);
-        let got = t(&["user:{sub}", "role:{role}", "org:{org}", "res:run:{path.id}", "user:{sub}"], &who).expect("valid");
+        let t = |s: &[&str], who: &Principal| {
+            render_all(
+                &s.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>(),
+                who,
+                &path,
+            )
+        };
+        let got = t(
+            &[
+                "user:{sub}",
+                "role:{role}",
+                "org:{org}",
+                "res:run:{path.id}",
+                "user:{sub}",
+            ],
+            &who,
+        )
+        .expect("valid");
         let got: Vec<&str> = got.iter().map(Topic::as_str).collect();
         assert_eq!(got, ["user:alice", "role:admin", "role:ops", "res:run:r1"]);
         who.sub = "bad name".into();

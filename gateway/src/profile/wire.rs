@@ -22,12 +22,22 @@ pub struct PreparedEvent {
 
 impl PreparedEvent {
     pub fn new(envelope: Envelope, shapes: usize) -> Self {
-        Self { envelope, frames: (0..shapes).map(|_| OnceLock::new()).collect() }
+        Self {
+            envelope,
+            frames: (0..shapes).map(|_| OnceLock::new()).collect(),
+        }
     }
 
     /// The frame for one shape, encoded by the first socket that needs it.
     pub fn frame(&self, shape: usize, spec: &FrameSpec) -> Utf8Bytes {
-        let encode = || encode_event(spec, &self.envelope.event_type, self.envelope.ts, self.envelope.data.get());
+        let encode = || {
+            encode_event(
+                spec,
+                &self.envelope.event_type,
+                self.envelope.ts,
+                self.envelope.data.get(),
+            )
+        };
         match self.frames.get(shape) {
             Some(cell) => cell.get_or_init(encode).clone(),
             None => encode(),
@@ -87,7 +97,10 @@ fn json_string(s: &str) -> String {
 
 /// `a":1,"b":2` from `{"a":1,"b":2}`: the members of a JSON object, or None.
 fn object_members(raw: &str) -> Option<&str> {
-    raw.trim().strip_prefix('{')?.strip_suffix('}').map(str::trim)
+    raw.trim()
+        .strip_prefix('{')?
+        .strip_suffix('}')
+        .map(str::trim)
 }
 
 /// A timestamp as a JSON value.
@@ -96,10 +109,12 @@ pub fn format_timestamp(format: TimestampFormat, ts_ms: i64) -> String {
         .unwrap_or(OffsetDateTime::UNIX_EPOCH);
     let text = match format {
         TimestampFormat::UnixMs => return ts_ms.to_string(),
-        TimestampFormat::Rfc3339 => at.format(format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z")),
-        TimestampFormat::Rfc3339Millis => {
-            at.format(format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"))
-        }
+        TimestampFormat::Rfc3339 => at.format(format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+        )),
+        TimestampFormat::Rfc3339Millis => at.format(format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+        )),
     };
     format!("\"{}\"", text.unwrap_or_default())
 }
@@ -115,7 +130,11 @@ mod tests {
     use super::*;
 
     fn spec(style: FrameStyle, ts: Option<&str>) -> FrameSpec {
-        FrameSpec { style, timestamp_field: ts.map(str::to_owned), ..FrameSpec::default() }
+        FrameSpec {
+            style,
+            timestamp_field: ts.map(str::to_owned),
+            ..FrameSpec::default()
+        }
     }
 
     fn parse(b: &Utf8Bytes) -> serde_json::Value {
@@ -124,8 +143,16 @@ mod tests {
 
     #[test]
     fn flat_splices_members() {
-        let f = encode_event(&spec(FrameStyle::Flat, None), "progress", 0, r#" { "name": "docsfy", "n": 3 } "#);
-        assert_eq!(parse(&f), serde_json::json!({"type":"progress","name":"docsfy","n":3}));
+        let f = encode_event(
+            &spec(FrameStyle::Flat, None),
+            "progress",
+            0,
+            r#" { "name": "docsfy", "n": 3 } "#,
+        );
+        assert_eq!(
+            parse(&f),
+            serde_json::json!({"type":"progress","name":"docsfy","n":3})
+        );
         let empty = encode_event(&spec(FrameStyle::Flat, None), "x", 0, "{}");
         assert_eq!(parse(&empty), serde_json::json!({"type":"x"}));
         let scalar = encode_event(&spec(FrameStyle::Flat, None), "x", 0, "[1]");
@@ -134,14 +161,28 @@ mod tests {
 
     #[test]
     fn nested_with_timestamp() {
-        let f = encode_event(&spec(FrameStyle::Nested, Some("timestamp")), "t", 1_763_900_000_123, r#"{"a":1}"#);
-        assert_eq!(parse(&f), serde_json::json!({"type":"t","data":{"a":1},"timestamp":"2025-11-23T12:13:20Z"}));
-        assert_eq!(format_timestamp(TimestampFormat::Rfc3339Millis, 1_763_900_000_123), "\"2025-11-23T12:13:20.123Z\"");
+        let f = encode_event(
+            &spec(FrameStyle::Nested, Some("timestamp")),
+            "t",
+            1_763_900_000_123,
+            r#"{"a":1}"#,
+        );
+        assert_eq!(
+            parse(&f),
+            serde_json::json!({"type":"t","data":{"a":1},"timestamp":"2025-11-23T12:13:20Z"})
+        );
+        assert_eq!(
+            format_timestamp(TimestampFormat::Rfc3339Millis, 1_763_900_000_123),
+            "\"2025-11-23T12:13:20.123Z\""
+        );
         assert_eq!(format_timestamp(TimestampFormat::UnixMs, 5), "5");
     }
 
     #[test]
     fn bare_frames() {
-        assert_eq!(encode_bare(&spec(FrameStyle::Flat, None), "ping", 0).as_str(), r#"{"type":"ping"}"#);
+        assert_eq!(
+            encode_bare(&spec(FrameStyle::Flat, None), "ping", 0).as_str(),
+            r#"{"type":"ping"}"#
+        );
     }
 }

@@ -31,15 +31,24 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    fn api_key<'a>(&'a self, key_hash: &'a str) -> BoxFuture<'a, Result<Option<Principal>, StoreError>> {
+    fn api_key<'a>(
+        &'a self,
+        key_hash: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Principal>, StoreError>> {
         ready(Ok(self.api_keys.get(key_hash).cloned())).boxed()
     }
 
-    fn session<'a>(&'a self, token_hash: &'a str) -> BoxFuture<'a, Result<Option<Principal>, StoreError>> {
+    fn session<'a>(
+        &'a self,
+        token_hash: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Principal>, StoreError>> {
         ready(Ok(self.sessions.get(token_hash).cloned())).boxed()
     }
 
-    fn snapshot<'a>(&'a self, _topic: &'a str) -> BoxFuture<'a, Result<Option<String>, StoreError>> {
+    fn snapshot<'a>(
+        &'a self,
+        _topic: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, StoreError>> {
         ready(Ok(None)).boxed()
     }
 }

@@ -20,9 +20,15 @@ pub enum StoreError {
 
 pub trait Store: Send + Sync + 'static {
     /// The principal of an API key, by the key's SHA-256.
-    fn api_key<'a>(&'a self, key_hash: &'a str) -> BoxFuture<'a, Result<Option<Principal>, StoreError>>;
+    fn api_key<'a>(
+        &'a self,
+        key_hash: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Principal>, StoreError>>;
     /// The principal of a live session, by the token's SHA-256.
-    fn session<'a>(&'a self, token_hash: &'a str) -> BoxFuture<'a, Result<Option<Principal>, StoreError>>;
+    fn session<'a>(
+        &'a self,
+        token_hash: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Principal>, StoreError>>;
     /// The stored snapshot JSON of a topic.
     fn snapshot<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<Option<String>, StoreError>>;
 }

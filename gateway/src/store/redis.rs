@@ -19,21 +19,37 @@ impl RedisStore {
     }
 
     async fn get(&self, key: String) -> Result<Option<String>, StoreError> {
-        self.client.get::<Option<String>, _>(key).await.map_err(|e| StoreError::Unavailable(e.to_string()))
+        self.client
+            .get::<Option<String>, _>(key)
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
     }
 
     async fn principal(&self, key: String) -> Result<Option<Principal>, StoreError> {
-        let Some(json) = self.get(key.clone()).await? else { return Ok(None) };
-        serde_json::from_str(&json).map(Some).map_err(|e| StoreError::Corrupt { key, reason: e.to_string() })
+        let Some(json) = self.get(key.clone()).await? else {
+            return Ok(None);
+        };
+        serde_json::from_str(&json)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt {
+                key,
+                reason: e.to_string(),
+            })
     }
 }
 
 impl Store for RedisStore {
-    fn api_key<'a>(&'a self, key_hash: &'a str) -> BoxFuture<'a, Result<Option<Principal>, StoreError>> {
+    fn api_key<'a>(
+        &'a self,
+        key_hash: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Principal>, StoreError>> {
         self.principal(self.keys.api_key(key_hash)).boxed()
     }
 
-    fn session<'a>(&'a self, token_hash: &'a str) -> BoxFuture<'a, Result<Option<Principal>, StoreError>> {
+    fn session<'a>(
+        &'a self,
+        token_hash: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Principal>, StoreError>> {
         self.principal(self.keys.session(token_hash)).boxed()
     }
 

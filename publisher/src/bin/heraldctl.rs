@@ -8,10 +8,17 @@ use clap::{Parser, Subcommand};
 use herald_publisher::{Principal, Publisher, Topic};
 
 #[derive(Debug, Parser)]
-#[command(version, about = "Publish to Herald gateways and manage what they serve")]
+#[command(
+    version,
+    about = "Publish to Herald gateways and manage what they serve"
+)]
 struct Cli {
     /// Redis URL the gateways use.
-    #[arg(long, env = "HERALD_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    #[arg(
+        long,
+        env = "HERALD_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
     redis: String,
     /// Key prefix the gateways use (`redis.prefix`).
     #[arg(long, env = "HERALD_REDIS_PREFIX", default_value = "herald")]
@@ -108,12 +115,26 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| "cannot connect to Redis (check --redis / HERALD_REDIS_URL)")?;
     match cli.command {
-        Cmd::Publish { to, event_type, data } => {
-            let audience = to.iter().map(|t| Topic::parse(t)).collect::<Result<Vec<_>, _>>()?;
-            let id = publisher.publish(&audience, &event_type, &json(&data)?).await?;
+        Cmd::Publish {
+            to,
+            event_type,
+            data,
+        } => {
+            let audience = to
+                .iter()
+                .map(|t| Topic::parse(t))
+                .collect::<Result<Vec<_>, _>>()?;
+            let id = publisher
+                .publish(&audience, &event_type, &json(&data)?)
+                .await?;
             println!("{id}");
         }
-        Cmd::Snapshot { topic, user, data, resync } => {
+        Cmd::Snapshot {
+            topic,
+            user,
+            data,
+            resync,
+        } => {
             let topic = match (&topic, &user) {
                 (Some(t), _) => Topic::parse(t)?,
                 (None, Some(u)) => Topic::user(u)?,
@@ -128,14 +149,34 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Grant { user, topic } => publisher.grant(&user, &topic).await?,
         Cmd::Revoke { user, topic } => publisher.revoke(&user, &topic).await?,
         Cmd::Apikey { action } => match action {
-            CredentialCmd::Add { key, sub, org, roles, .. } => {
-                publisher.add_api_key(&key, &principal(sub, org, roles)).await?
+            CredentialCmd::Add {
+                key,
+                sub,
+                org,
+                roles,
+                ..
+            } => {
+                publisher
+                    .add_api_key(&key, &principal(sub, org, roles))
+                    .await?
             }
             CredentialCmd::Remove { key } => publisher.remove_api_key(&key).await?,
         },
         Cmd::Session { action } => match action {
-            CredentialCmd::Add { key, sub, org, roles, ttl_secs } => {
-                publisher.add_session(&key, &principal(sub, org, roles), Duration::from_secs(ttl_secs)).await?
+            CredentialCmd::Add {
+                key,
+                sub,
+                org,
+                roles,
+                ttl_secs,
+            } => {
+                publisher
+                    .add_session(
+                        &key,
+                        &principal(sub, org, roles),
+                        Duration::from_secs(ttl_secs),
+                    )
+                    .await?
             }
             CredentialCmd::Remove { key } => publisher.remove_session(&key).await?,
         },
