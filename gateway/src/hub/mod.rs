@@ -211,22 +211,19 @@ impl EventSink for Hub {
                 return;
             }
         };
+        let event = Arc::new(PreparedEvent::new(envelope, self.shapes));
         // Copies of one event on other topics of its audience that precede this
         // one serve the connections that joined those; see `Envelope::to`.
-        let earlier = {
-            let audience = envelope.audience();
-            let pos = audience
-                .iter()
-                .position(|t| t.as_str() == topic)
-                .unwrap_or(0);
-            audience[..pos].to_vec()
-        };
-        let event = Arc::new(PreparedEvent::new(envelope, self.shapes));
+        let audience = event.envelope.audience();
+        let earlier = &audience[..audience
+            .iter()
+            .position(|t| t.as_str() == topic)
+            .unwrap_or(0)];
         let shard = self.shard(topic);
         let map = read(&shard.subs);
         let Some(list) = map.get(topic) else { return };
         for sub in list {
-            if !earlier.is_empty() && sub.joined_any(&earlier) {
+            if !earlier.is_empty() && sub.joined_any(earlier) {
                 continue;
             }
             match sub.tx.try_send(Arc::clone(&event)) {
