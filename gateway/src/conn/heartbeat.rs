@@ -14,7 +14,6 @@ pub(crate) struct Heartbeat {
     missed: u32,
     /// When the outstanding ping was sent, if one is unanswered.
     awaiting_since: Option<Instant>,
-    last_ping: Instant,
     deadline: Instant,
 }
 
@@ -35,7 +34,6 @@ impl Heartbeat {
             max_missed: spec.max_missed,
             missed: 0,
             awaiting_since: None,
-            last_ping: now,
             deadline: now + interval,
         }
     }
@@ -57,7 +55,6 @@ impl Heartbeat {
             }
             None => {
                 self.awaiting_since = Some(now);
-                self.last_ping = now;
                 self.deadline = now + self.timeout;
                 Tick::SendPing
             }
@@ -65,10 +62,10 @@ impl Heartbeat {
     }
 
     /// The client answered.
-    pub(crate) fn pong(&mut self, _now: Instant) {
+    pub(crate) fn pong(&mut self) {
         self.missed = 0;
-        if self.awaiting_since.take().is_some() {
-            self.deadline = self.last_ping + self.interval;
+        if let Some(sent) = self.awaiting_since.take() {
+            self.deadline = sent + self.interval;
         }
     }
 }
@@ -108,7 +105,7 @@ mod tests {
         hb.fire(hb.deadline());
         hb.fire(hb.deadline()); // missed one
         hb.fire(hb.deadline()); // ping at 60
-        hb.pong(t0 + Duration::from_secs(61));
+        hb.pong();
         assert_eq!(hb.deadline(), t0 + Duration::from_secs(90));
         assert_eq!(hb.fire(hb.deadline()), Tick::SendPing);
         assert_eq!(

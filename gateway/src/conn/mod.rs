@@ -217,7 +217,7 @@ impl Connection {
         match self.profile.command(kind) {
             Some(Command::Pong) => {
                 if let Some(hb) = heartbeat {
-                    hb.pong(Instant::now());
+                    hb.pong();
                 }
             }
             None => {}
