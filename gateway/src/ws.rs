@@ -1,20 +1,30 @@
-//! The WebSocket upgrade handler: authenticate per the route profile, then
-//! hand the socket to a tracked [`Connection`] task.
+//! The WebSocket upgrade handler: authenticate per the route profile (from
+//! the request, or from the client's first frame), then hand the socket to a
+//! tracked [`Connection`] task.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::rejection::PathRejection;
-use axum::extract::ws::{CloseFrame, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum_extra::extract::CookieJar;
+use herald_shared::Principal;
+use herald_shared::profile::{AuthLocation, AuthSource};
 
 use crate::AppState;
-use crate::auth::RequestCredentials;
-use crate::conn::{Connection, close};
+use crate::auth::{AuthError, RequestCredentials};
+use crate::conn::{CloseReason, Connection, finish};
 use crate::profile::CompiledProfile;
+
+/// Authentication known at upgrade time, or still to be read from the socket.
+enum Pending {
+    Done(Result<Principal, AuthError>),
+    FirstMessage(AuthSource),
+}
 
 pub async fn upgrade(
     profile: Arc<CompiledProfile>,
@@ -31,7 +41,19 @@ pub async fn upgrade(
         cookies: &cookies,
         headers: &headers,
     };
-    let auth = app.auth.authenticate(&profile.spec.auth, &creds).await;
+    let first_message = profile
+        .spec
+        .auth
+        .sources
+        .iter()
+        .find(|s| s.from == AuthLocation::FirstMessage);
+    let pending = match (
+        app.auth.authenticate(&profile.spec.auth, &creds).await,
+        first_message,
+    ) {
+        (Err(AuthError::Missing), Some(source)) => Pending::FirstMessage(source.clone()),
+        (done, _) => Pending::Done(done),
+    };
     let limits = &app.config.limits;
     let ws = ws
         .read_buffer_size(limits.read_buffer_bytes)
@@ -39,28 +61,60 @@ pub async fn upgrade(
         .max_message_size(limits.max_message_bytes)
         .max_frame_size(limits.max_message_bytes);
     let tracker = app.shutdown.tracker().clone();
-    match auth {
-        Ok(principal) => ws.on_upgrade(move |socket| {
-            let conn = Connection {
-                app,
-                profile,
-                principal,
-                path,
+    // Failed authentications are accepted and then closed with the profile's
+    // code (and error frame): browsers see close codes, never an HTTP status.
+    ws.on_upgrade(move |mut socket| {
+        tracker.track_future(async move {
+            let result = match pending {
+                Pending::Done(result) => result,
+                Pending::FirstMessage(source) => first_message_auth(&mut socket, &app, &profile, &source).await,
             };
-            tracker.track_future(conn.serve(socket))
-        }),
-        Err(e) => {
-            profile.metrics.auth_failure(e.reason());
-            tracing::info!(route = %profile.spec.name, reason = e.reason(), "authentication failed");
-            // Accept, then close with the profile's code: a browser sees a
-            // close code but never an HTTP status on a failed upgrade.
-            let frame = CloseFrame {
-                code: profile.spec.auth.failure_close_code,
-                reason: profile.spec.auth.failure_reason.clone().into(),
-            };
-            ws.on_upgrade(move |mut socket| {
-                tracker.track_future(async move { close(&mut socket, Some(frame)).await })
-            })
+            match result {
+                Ok(principal) => Connection { app, profile, principal, path }.serve(socket).await,
+                Err(e) => {
+                    profile.metrics.auth_failure(e.reason());
+                    tracing::info!(route = %profile.spec.name, reason = e.reason(), "authentication failed");
+                    let reason = match e {
+                        AuthError::Store(_) => CloseReason::Internal,
+                        e => CloseReason::Unauthorized(e.message()),
+                    };
+                    finish(&mut socket, &app, &profile, reason).await;
+                }
+            }
+        })
+    })
+}
+
+/// Read the credential from the client's first frame: a JSON object whose
+/// string field `source.name` holds it, within `auth.first_message_timeout_ms`.
+async fn first_message_auth(
+    socket: &mut WebSocket,
+    app: &AppState,
+    profile: &CompiledProfile,
+    source: &AuthSource,
+) -> Result<Principal, AuthError> {
+    let limit = Duration::from_millis(profile.spec.auth.first_message_timeout_ms);
+    let first = tokio::time::timeout(limit, async {
+        loop {
+            match socket.recv().await {
+                Some(Ok(Message::Text(text))) => return Some(text),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                _ => return None,
+            }
         }
-    }
+    })
+    .await;
+    let Ok(Some(text)) = first else {
+        return Err(AuthError::Missing);
+    };
+    let credential = serde_json::from_str::<serde_json::Value>(text.as_str())
+        .ok()
+        .and_then(|v| {
+            v.get(&source.name)
+                .and_then(|t| t.as_str())
+                .map(str::to_owned)
+        })
+        .filter(|t| !t.is_empty())
+        .ok_or(AuthError::Missing)?;
+    app.auth.verify(&credential, &source.accept).await
 }

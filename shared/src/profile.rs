@@ -40,6 +40,44 @@ pub struct RouteProfile {
     pub on_unknown: UnknownFrame,
     #[serde(default)]
     pub close: CloseSpec,
+    /// Typed error frames sent before closing (or instead of closing) a
+    /// connection; none when absent.
+    #[serde(default)]
+    pub errors: Option<ErrorFrameSpec>,
+}
+
+/// Error frames: `{"type":"error","code":"unauthorized","message":"Token expired"}`,
+/// plus the frame's timestamp field when the profile has one. Codes:
+/// `unauthorized`, `forbidden`, `not_found`, `rate_limited`, `internal_error`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorFrameSpec {
+    #[serde(default = "default_error_type")]
+    pub event_type: String,
+    #[serde(default = "default_code_field")]
+    pub code_field: String,
+    #[serde(default = "default_message_field")]
+    pub message_field: String,
+}
+
+impl Default for ErrorFrameSpec {
+    fn default() -> Self {
+        Self {
+            event_type: default_error_type(),
+            code_field: default_code_field(),
+            message_field: default_message_field(),
+        }
+    }
+}
+
+fn default_error_type() -> String {
+    "error".to_owned()
+}
+fn default_code_field() -> String {
+    "code".to_owned()
+}
+fn default_message_field() -> String {
+    "message".to_owned()
 }
 
 /// Where credentials are read from, in order; the first source present decides.
@@ -54,6 +92,14 @@ pub struct AuthSpec {
     pub failure_close_code: u16,
     #[serde(default = "default_auth_reason")]
     pub failure_reason: String,
+    /// How long a `first_message` source waits for the client's first frame
+    /// before closing as unauthorized.
+    #[serde(default = "default_first_message_timeout")]
+    pub first_message_timeout_ms: u64,
+}
+
+fn default_first_message_timeout() -> u64 {
+    5000
 }
 
 fn default_auth_close() -> u16 {
@@ -81,6 +127,10 @@ pub enum AuthLocation {
     Cookie,
     /// A header; `Bearer ` is stripped when present.
     Header,
+    /// The string field `name` of the client's first frame (a JSON object,
+    /// such as `{"type":"auth","token":"…"}`), read after the upgrade. Used
+    /// only when no other source of the profile carries a credential.
+    FirstMessage,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -304,6 +354,24 @@ impl RouteProfile {
                 );
             }
         }
+        let first_message = self
+            .auth
+            .sources
+            .iter()
+            .filter(|s| s.from == AuthLocation::FirstMessage)
+            .count();
+        if first_message > 1 {
+            return err(
+                "auth.sources",
+                "at most one `first_message` source".to_owned(),
+            );
+        }
+        if first_message == 1 && self.auth.first_message_timeout_ms == 0 {
+            return err(
+                "auth.first_message_timeout_ms",
+                "must be greater than zero".to_owned(),
+            );
+        }
         check_close_code(self.auth.failure_close_code)
             .or_else(|r| err("auth.failure_close_code", r))?;
         check_close_code(self.close.shutdown).or_else(|r| err("close.shutdown", r))?;
@@ -434,6 +502,17 @@ mod tests {
         assert_eq!(
             p.validate(0).expect_err("code").key,
             "profiles[0].close.shutdown"
+        );
+        let mut p = minimal();
+        let first = AuthSource {
+            from: AuthLocation::FirstMessage,
+            name: "token".into(),
+            accept: vec![CredentialKind::Jwt],
+        };
+        p.auth.sources.extend([first.clone(), first]);
+        assert_eq!(
+            p.validate(0).expect_err("two first_message").key,
+            "profiles[0].auth.sources"
         );
         let mut p = minimal();
         p.commands.clear();

@@ -35,6 +35,16 @@ pub enum AuthError {
 }
 
 impl AuthError {
+    /// What the client is told (error frame message).
+    pub fn message(&self) -> &'static str {
+        match self {
+            Self::Missing => "Missing token",
+            Self::Invalid => "Invalid token",
+            Self::Expired => "Token expired",
+            Self::Store(_) => "Authentication unavailable",
+        }
+    }
+
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Missing => "missing",
@@ -69,6 +79,8 @@ impl RequestCredentials<'_> {
                         .trim()
                         .to_owned()
                 }),
+            // Read after the upgrade, by the upgrade handler.
+            AuthLocation::FirstMessage => None,
         };
         value.filter(|v| !v.is_empty())
     }

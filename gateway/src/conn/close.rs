@@ -19,8 +19,9 @@ pub enum CloseReason {
     WriteTimeout,
     /// The replica is shutting down.
     Shutdown,
-    /// The principal's identity cannot name a topic.
-    InvalidIdentity,
+    /// No valid credential: missing, invalid, expired at connect, or expired
+    /// during the stream. The text is the error frame's message.
+    Unauthorized(&'static str),
     /// The broker or store failed.
     Internal,
 }
@@ -36,7 +37,7 @@ impl CloseReason {
             Self::SlowConsumer => "slow_consumer",
             Self::WriteTimeout => "write_timeout",
             Self::Shutdown => "shutdown",
-            Self::InvalidIdentity => "invalid_identity",
+            Self::Unauthorized(_) => "unauthorized",
             Self::Internal => "internal_error",
         }
     }
@@ -52,7 +53,7 @@ impl CloseReason {
             },
             Self::SlowConsumer => (profile.close.slow_consumer, "slow consumer"),
             Self::Shutdown => (profile.close.shutdown, "server shutting down"),
-            Self::InvalidIdentity => (
+            Self::Unauthorized(_) => (
                 profile.auth.failure_close_code,
                 profile.auth.failure_reason.as_str(),
             ),
@@ -62,6 +63,16 @@ impl CloseReason {
             code,
             reason: truncate(reason).into(),
         })
+    }
+
+    /// The error frame's code and message for reasons the client should be
+    /// told about (profiles with `errors`), as Stella Ops documents them.
+    pub fn error(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Self::Unauthorized(message) => Some(("unauthorized", message)),
+            Self::Internal => Some(("internal_error", "Server error")),
+            _ => None,
+        }
     }
 
     pub fn from_socket_error(e: &axum::Error) -> Self {

@@ -25,7 +25,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 use crate::AppState;
 use crate::hub::Subscriber;
 use crate::profile::CompiledProfile;
-use crate::profile::wire::{PreparedEvent, encode_event, now_ms};
+use crate::profile::wire::{PreparedEvent, encode_error, encode_event, now_ms};
 
 pub use close::CloseReason;
 use heartbeat::{Heartbeat, Tick};
@@ -54,7 +54,7 @@ impl Connection {
         let (sub, rx) = Subscriber::new(self.app.config.limits.outbound_queue);
         let reason = self.run(&mut socket, &sub, rx).await;
         self.app.hub.leave_all(&sub).await;
-        close(&mut socket, reason.frame(&self.profile.spec)).await;
+        finish(&mut socket, &self.app, &self.profile, reason).await;
         metrics.connections.decrement(1.0);
         metrics.closed(reason.label());
         tracing::debug!(route = %self.profile.spec.name, reason = reason.label(), "connection closed");
@@ -70,7 +70,7 @@ impl Connection {
             Ok(t) => t,
             Err(e) => {
                 tracing::warn!(error = %e, "principal yields an invalid topic");
-                return CloseReason::InvalidIdentity;
+                return CloseReason::Unauthorized("Identity cannot be served");
             }
         };
         for topic in &topics {
@@ -103,6 +103,13 @@ impl Connection {
         let far = Instant::now() + Duration::from_secs(86_400 * 365);
         let timer = sleep_until(heartbeat.as_ref().map_or(far, Heartbeat::deadline));
         tokio::pin!(timer);
+        // A credential with an expiry (a JWT) ends the stream when it expires.
+        let expires_at = self
+            .principal
+            .exp
+            .map(|exp| Instant::now() + seconds_until(exp));
+        let expiry = sleep_until(expires_at.unwrap_or(far));
+        tokio::pin!(expiry);
         loop {
             tokio::select! {
                 biased;
@@ -111,6 +118,7 @@ impl Connection {
                 }
                 _ = sleep_until(drain_at.unwrap_or(far)), if drain_at.is_some() => return CloseReason::Shutdown,
                 _ = sub.slow_consumer() => return CloseReason::SlowConsumer,
+                _ = &mut expiry, if expires_at.is_some() => return CloseReason::Unauthorized("Token expired"),
                 event = rx.recv() => {
                     let Some(event) = event else { return CloseReason::Internal };
                     if let Err(r) = self.write_events(socket, event, &mut rx).await {
@@ -254,6 +262,31 @@ impl Connection {
         let shape = &self.app.profiles.shapes[self.profile.shape];
         Some(encode_event(shape, &spec.event_type, now_ms(), &payload))
     }
+}
+
+/// End a connection: the profile's error frame when the reason has one, then
+/// the close frame, then a short wait for the client's close reply.
+pub async fn finish(
+    socket: &mut WebSocket,
+    app: &AppState,
+    profile: &CompiledProfile,
+    reason: CloseReason,
+) {
+    if let (Some(spec), Some((code, message))) = (&profile.spec.errors, reason.error()) {
+        let shape = &app.profiles.shapes[profile.shape];
+        let frame = encode_error(shape, spec, code, message, now_ms());
+        let deadline = Duration::from_millis(app.config.limits.write_timeout_ms);
+        let _ = timeout(deadline, socket.send(Message::Text(frame))).await;
+    }
+    close(socket, reason.frame(&profile.spec)).await;
+}
+
+/// Time from now until a Unix timestamp in seconds (zero if past).
+fn seconds_until(unix_secs: u64) -> Duration {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Duration::from_secs(unix_secs).saturating_sub(now)
 }
 
 /// Send a close frame (when there is one to send) and wait briefly for the reply.

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use axum::extract::ws::Utf8Bytes;
 use herald_shared::Envelope;
-use herald_shared::profile::{FrameSpec, FrameStyle, TimestampFormat};
+use herald_shared::profile::{ErrorFrameSpec, FrameSpec, FrameStyle, TimestampFormat};
 use time::OffsetDateTime;
 use time::macros::format_description;
 
@@ -73,6 +73,26 @@ pub fn encode_bare(spec: &FrameSpec, frame_type: &str, ts_ms: i64) -> Utf8Bytes 
     let mut out = String::with_capacity(64);
     out.push('{');
     push_field(&mut out, &spec.type_field, &json_string(frame_type));
+    push_timestamp(&mut out, spec, ts_ms);
+    out.push('}');
+    Utf8Bytes::from(out)
+}
+
+/// An error frame: `{"type":"error","code":…,"message":…}` plus the shape's timestamp.
+pub fn encode_error(
+    spec: &FrameSpec,
+    errors: &ErrorFrameSpec,
+    code: &str,
+    message: &str,
+    ts_ms: i64,
+) -> Utf8Bytes {
+    let mut out = String::with_capacity(96);
+    out.push('{');
+    push_field(&mut out, &spec.type_field, &json_string(&errors.event_type));
+    out.push(',');
+    push_field(&mut out, &errors.code_field, &json_string(code));
+    out.push(',');
+    push_field(&mut out, &errors.message_field, &json_string(message));
     push_timestamp(&mut out, spec, ts_ms);
     out.push('}');
     Utf8Bytes::from(out)
@@ -176,6 +196,21 @@ mod tests {
             "\"2025-11-23T12:13:20.123Z\""
         );
         assert_eq!(format_timestamp(TimestampFormat::UnixMs, 5), "5");
+    }
+
+    #[test]
+    fn error_frames() {
+        let f = encode_error(
+            &spec(FrameStyle::Flat, Some("timestamp")),
+            &ErrorFrameSpec::default(),
+            "unauthorized",
+            "Token expired",
+            0,
+        );
+        assert_eq!(
+            parse(&f),
+            serde_json::json!({"type":"error","code":"unauthorized","message":"Token expired","timestamp":"1970-01-01T00:00:00Z"})
+        );
     }
 
     #[test]
