@@ -10,7 +10,8 @@
 //! - [`conn`]: one task per socket: topics, snapshot, events, client frames, heartbeat.
 //! - [`hub`]: topic → local connections; drives broker subscriptions; fan-out.
 //! - [`broker`]: the seam to other replicas: in-memory or Redis pub/sub.
-//! - [`store`]: API keys, sessions and snapshots written by backends.
+//! - [`store`]: API keys, sessions, snapshots and grants written by backends; leases.
+//! - [`lease`]: exclusive keys (`client_id`) held by this replica, renewed together.
 //! - [`metrics`], [`shutdown`]: observability and the drain sequence.
 //!
 //! [`run`] wires them and is the one entry point for `main` and tests.
@@ -20,6 +21,7 @@ pub mod broker;
 pub mod config;
 pub mod conn;
 pub mod hub;
+pub mod lease;
 pub mod metrics;
 pub mod profile;
 pub mod shutdown;
@@ -48,6 +50,7 @@ use crate::broker::memory::MemoryBroker;
 use crate::broker::redis::RedisBroker;
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::lease::Leases;
 use crate::profile::wire::{encode_bare, now_ms};
 use crate::profile::{CompiledProfile, ProfileRegistry};
 use crate::shutdown::{Phase, Shutdown};
@@ -64,6 +67,9 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub auth: Authenticator,
     pub shutdown: Shutdown,
+    pub leases: Arc<Leases>,
+    /// Random id of this process, part of lease holder names.
+    pub replica_id: String,
     prometheus: Option<PrometheusHandle>,
 }
 
@@ -137,9 +143,18 @@ pub async fn run(
     }
     let profiles = ProfileRegistry::compile(config.profiles());
     let hub = Hub::new(Arc::clone(&broker), profiles.shapes.len());
+    let renew_every = config
+        .profiles()
+        .iter()
+        .filter_map(|p| p.exclusive.as_ref().map(|e| e.lease_ms))
+        .min()
+        .map(|ms| Duration::from_millis(ms / 3));
+    let leases = Leases::start(Arc::clone(&store), renew_every);
     let state = Arc::new(AppState {
         auth: Authenticator::new(&config.auth, Arc::clone(&store)),
         shutdown: Shutdown::new(Duration::from_millis(config.shutdown.drain_ms)),
+        leases,
+        replica_id: format!("{:016x}", rand::random::<u64>()),
         config,
         profiles,
         hub,

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use fred::interfaces::{ClientLike, KeysInterface, PubsubInterface, SetsInterface};
 use fred::prelude::{Builder, Client, Config, Expiration, ReconnectPolicy};
-use herald_shared::envelope::{CONTROL_RESYNC, check_event_type};
+use herald_shared::envelope::{CONTROL_RESYNC, CONTROL_REVOKE, check_event_type};
 use herald_shared::{ENVELOPE_VERSION, Envelope, Keys, hash_secret};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -319,7 +319,10 @@ impl Publisher {
         self.resync(user).await
     }
 
-    /// Revoke a grant made with [`Publisher::grant`], and resynchronise the user.
+    /// Revoke a grant made with [`Publisher::grant`]. Every replica drops the
+    /// user's live subscriptions that the grant covered and nothing else
+    /// allows; no event published after this call returns reaches them. The
+    /// user's connections are then resynchronised.
     ///
     /// ```no_run
     /// # async fn demo(p: herald_publisher::Publisher) -> Result<(), herald_publisher::PublishError> {
@@ -328,7 +331,50 @@ impl Publisher {
     /// ```
     pub async fn revoke(&self, user: &str, topic_glob: &str) -> Result<(), PublishError> {
         let _: i64 = self.client.srem(self.keys.acl(user), topic_glob).await?;
+        self.publish(
+            &[Topic::user(user)?],
+            CONTROL_REVOKE,
+            &serde_json::json!({ "topic": topic_glob }),
+        )
+        .await?;
         self.resync(user).await
+    }
+
+    /// AgentHQ's `broadcastToOrg`: an event for every connection of an
+    /// organisation (topic `org:{org}`).
+    ///
+    /// ```no_run
+    /// # async fn demo(p: herald_publisher::Publisher) -> Result<(), herald_publisher::PublishError> {
+    /// p.broadcast_to_org("acme", "agent.updated", &serde_json::json!({"id": "a1", "name": "Scout"})).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn broadcast_to_org<T: Serialize + ?Sized>(
+        &self,
+        org: &str,
+        event: &str,
+        data: &T,
+    ) -> Result<EventId, PublishError> {
+        self.publish(&[Topic::org(org)?], event, data).await
+    }
+
+    /// AgentHQ's `broadcastToChannel`: an event for connections of an
+    /// organisation subscribed to one channel (topic `res:channel:{org}:{channel}`,
+    /// the bundled AgentHQ profile's channel template).
+    ///
+    /// ```no_run
+    /// # async fn demo(p: herald_publisher::Publisher) -> Result<(), herald_publisher::PublishError> {
+    /// p.broadcast_to_channel("acme", "general", "post.created", &serde_json::json!({"id": "p1"})).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn broadcast_to_channel<T: Serialize + ?Sized>(
+        &self,
+        org: &str,
+        channel: &str,
+        event: &str,
+        data: &T,
+    ) -> Result<EventId, PublishError> {
+        self.publish(&[channel_topic(org, channel)?], event, data)
+            .await
     }
 
     /// The grants of a user.
@@ -341,6 +387,11 @@ impl Publisher {
     pub async fn grants(&self, user: &str) -> Result<Vec<String>, PublishError> {
         Ok(self.client.smembers(self.keys.acl(user)).await?)
     }
+}
+
+/// The topic of an organisation's channel: `res:channel:{org}:{channel}`.
+pub fn channel_topic(org: &str, channel: &str) -> Result<Topic, TopicError> {
+    Topic::parse(&format!("res:channel:{org}:{channel}"))
 }
 
 fn now_ms() -> i64 {

@@ -38,6 +38,10 @@ pub const CONTROL_PREFIX: &str = "herald.";
 /// backend after access changes).
 pub const CONTROL_RESYNC: &str = "herald.resync";
 
+/// Control event: connections of the topic's user drop client-chosen
+/// subscriptions matching `data.topic` (a glob) that they may no longer hold.
+pub const CONTROL_REVOKE: &str = "herald.revoke";
+
 /// Why bytes from Redis are not a usable envelope.
 #[derive(Debug, thiserror::Error)]
 pub enum EnvelopeError {

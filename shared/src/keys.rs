@@ -55,6 +55,12 @@ impl Keys {
         format!("{}:{{user:{user}}}:acl", self.prefix)
     }
 
+    /// Exclusive lease of a key (a file-organizer `client_id`); the value is
+    /// the holder connection's id.
+    pub fn lease(&self, key: &str) -> String {
+        format!("{}:lease:{{{key}}}", self.prefix)
+    }
+
     /// Principal record of an API key, by the key's SHA-256 (hex).
     pub fn api_key(&self, key_hash: &str) -> String {
         format!("{}:apikey:{key_hash}", self.prefix)

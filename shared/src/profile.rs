@@ -44,11 +44,83 @@ pub struct RouteProfile {
     /// connection; none when absent.
     #[serde(default)]
     pub errors: Option<ErrorFrameSpec>,
+    /// Client-chosen channels (`subscribe` / `unsubscribe` commands).
+    #[serde(default)]
+    pub channels: Option<ChannelSpec>,
+    /// The reply to a client `heartbeat` command.
+    #[serde(default)]
+    pub heartbeat_ack: Option<AckSpec>,
+    /// At most one live connection per key across every replica (file
+    /// organizer's `client_id`).
+    #[serde(default)]
+    pub exclusive: Option<ExclusiveSpec>,
+}
+
+/// Client-chosen channels: a channel name maps to a topic through a template.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelSpec {
+    /// Field of the subscribe/unsubscribe frame holding the channel name.
+    #[serde(default = "default_channel_field")]
+    pub field: String,
+    /// Topic template; `{channel}` is the channel name, plus the join
+    /// placeholders (`{sub}`, `{org}`, `{path.NAME}`).
+    pub topic: String,
+    /// Channels one connection may hold at once.
+    #[serde(default = "default_max_channels")]
+    pub max_per_connection: usize,
+    /// Longest channel name, in bytes. Names use ASCII letters, digits and `._-@+=`.
+    #[serde(default = "default_max_channel_len")]
+    pub max_len: usize,
+}
+
+fn default_channel_field() -> String {
+    "channel".to_owned()
+}
+fn default_max_channels() -> usize {
+    100
+}
+fn default_max_channel_len() -> usize {
+    128
+}
+
+/// A small server reply frame: `{"type": event_type, timestamp_field: now}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AckSpec {
+    pub event_type: String,
+    #[serde(default)]
+    pub timestamp_field: Option<String>,
+    #[serde(default)]
+    pub timestamp_format: TimestampFormat,
+}
+
+/// One live connection per key, cluster-wide, held as a lease the replica renews.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExclusiveSpec {
+    /// Template of the key (`{path.client_id}`).
+    pub key: String,
+    /// Lease length: how long a key stays taken after its replica died.
+    #[serde(default = "default_lease_ms")]
+    pub lease_ms: u64,
+    /// Close code for a connection refused because the key is taken.
+    #[serde(default = "default_conflict_close")]
+    pub close_code: u16,
+}
+
+fn default_lease_ms() -> u64 {
+    10_000
+}
+fn default_conflict_close() -> u16 {
+    4409
 }
 
 /// Error frames: `{"type":"error","code":"unauthorized","message":"Token expired"}`,
-/// plus the frame's timestamp field when the profile has one. Codes:
-/// `unauthorized`, `forbidden`, `not_found`, `rate_limited`, `internal_error`.
+/// plus the frame's timestamp field when the profile has one (nested frames
+/// carry code and message in the data field). Codes: `unauthorized`,
+/// `forbidden`, `not_found`, `rate_limited`, `internal_error`, `bad_request`,
+/// `conflict`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ErrorFrameSpec {
@@ -58,6 +130,17 @@ pub struct ErrorFrameSpec {
     pub code_field: String,
     #[serde(default = "default_message_field")]
     pub message_field: String,
+    /// Wire codes replacing the default ones, by default code
+    /// (`{ conflict = "CLIENT_ID_IN_USE" }`).
+    #[serde(default)]
+    pub codes: BTreeMap<String, String>,
+}
+
+impl ErrorFrameSpec {
+    /// The wire code for one of the gateway's error codes.
+    pub fn code<'a>(&'a self, code: &'a str) -> &'a str {
+        self.codes.get(code).map_or(code, String::as_str)
+    }
 }
 
 impl Default for ErrorFrameSpec {
@@ -66,6 +149,7 @@ impl Default for ErrorFrameSpec {
             event_type: default_error_type(),
             code_field: default_code_field(),
             message_field: default_message_field(),
+            codes: BTreeMap::new(),
         }
     }
 }
@@ -260,6 +344,12 @@ fn empty_object() -> serde_json::Value {
 pub enum Command {
     /// Answers a heartbeat ping.
     Pong,
+    /// Join the channel named by the frame's `channels.field` (needs `channels`).
+    Subscribe,
+    /// Leave a channel joined with `subscribe`.
+    Unsubscribe,
+    /// A client-initiated heartbeat, answered with `heartbeat_ack` (needs `heartbeat_ack`).
+    Heartbeat,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -403,6 +493,39 @@ impl RouteProfile {
                     "a heartbeat needs a command mapped to `pong`".to_owned(),
                 );
             }
+        }
+        let uses = |c: Command| self.commands.values().any(|v| *v == c);
+        if (uses(Command::Subscribe) || uses(Command::Unsubscribe)) && self.channels.is_none() {
+            return err(
+                "channels",
+                "subscribe/unsubscribe commands need a `channels` section".to_owned(),
+            );
+        }
+        if uses(Command::Heartbeat) && self.heartbeat_ack.is_none() {
+            return err(
+                "heartbeat_ack",
+                "a `heartbeat` command needs a `heartbeat_ack` section".to_owned(),
+            );
+        }
+        if let Some(ch) = &self.channels {
+            if !ch.topic.contains("{channel}") {
+                return err("channels.topic", "must contain `{channel}`".to_owned());
+            }
+            check_template(&ch.topic.replace("{channel}", "x"), &params)
+                .or_else(|r| err("channels.topic", r))?;
+            if ch.max_per_connection == 0 || ch.max_len == 0 {
+                return err(
+                    "channels",
+                    "max_per_connection and max_len must be greater than zero".to_owned(),
+                );
+            }
+        }
+        if let Some(ex) = &self.exclusive {
+            check_template(&ex.key, &params).or_else(|r| err("exclusive.key", r))?;
+            if ex.lease_ms < 300 {
+                return err("exclusive.lease_ms", "must be at least 300".to_owned());
+            }
+            check_close_code(ex.close_code).or_else(|r| err("exclusive.close_code", r))?;
         }
         if let Some(snap) = &self.snapshot {
             if snap.event_type.is_empty() {

@@ -90,6 +90,29 @@ impl Topic {
     }
 }
 
+/// Whether a topic matches a grant or claim pattern, where `*` stands for
+/// any run of characters (`res:project:*`, `res:channel:acme:*`, `*`).
+pub fn glob_matches(pattern: &str, topic: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let Some(first) = parts.next() else {
+        return false;
+    };
+    let Some(mut rest) = topic.strip_prefix(first) else {
+        return false;
+    };
+    let mut parts: Vec<&str> = parts.collect();
+    let Some(last) = parts.pop() else {
+        return rest.is_empty();
+    };
+    for part in parts {
+        match rest.find(part) {
+            Some(i) => rest = &rest[i + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
 fn validate(s: &str) -> Result<(), TopicError> {
     if s.is_empty() {
         return Err(TopicError::Empty);
@@ -207,6 +230,18 @@ mod tests {
             Topic::parse(&format!("user:{}", "a".repeat(MAX_TOPIC_LEN))),
             Err(TopicError::TooLong)
         );
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_matches("res:project:*", "res:project:p1"));
+        assert!(glob_matches("*", "user:a"));
+        assert!(glob_matches("res:*:p1", "res:project:p1"));
+        assert!(glob_matches("res:project:p1", "res:project:p1"));
+        assert!(!glob_matches("res:project:p1", "res:project:p10"));
+        assert!(!glob_matches("res:project:*", "res:projects:p1"));
+        assert!(!glob_matches("res:a*a", "res:a"));
+        assert!(glob_matches("res:a*a", "res:aa"));
     }
 
     #[test]

@@ -307,6 +307,12 @@ impl Gateway {
         .await
     }
 
+    /// SIGKILL, and wait for the process to be gone.
+    pub async fn kill(&mut self) -> Result<()> {
+        self.child.kill().await?;
+        Ok(())
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
     }
@@ -530,6 +536,15 @@ impl Cluster {
     pub fn gw(&self, i: usize) -> &Gateway {
         &self.gateways[i]
     }
+
+    /// Wait until `n` replicas hold a Redis subscription to `topic`.
+    pub async fn subscribers_become(&self, topic: &str, n: u64) -> Result<()> {
+        let channel = format!("herald:{{{topic}}}:ch");
+        wait_until(&format!("{n} subscriber(s) of {channel}"), || async {
+            self.redis.numsub(&channel).await.ok() == Some(n)
+        })
+        .await
+    }
 }
 
 /// Unix seconds now.
@@ -542,12 +557,23 @@ pub fn unix_now() -> u64 {
 
 /// An HS256 token signed with [`JWT_SECRET`].
 pub fn jwt(sub: &str, org: Option<&str>, roles: &[&str], exp: u64) -> String {
+    jwt_with_topics(sub, org, roles, &[], exp)
+}
+
+/// An HS256 token with a `topics` claim (globs the holder may subscribe to).
+pub fn jwt_with_topics(
+    sub: &str,
+    org: Option<&str>,
+    roles: &[&str],
+    topics: &[&str],
+    exp: u64,
+) -> String {
     let claims = herald_shared::Claims {
         sub: sub.to_owned(),
         org: org.map(str::to_owned),
         roles: roles.iter().map(|r| (*r).to_owned()).collect(),
         exp,
-        topics: Vec::new(),
+        topics: topics.iter().map(|t| (*t).to_owned()).collect(),
     };
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),

@@ -14,7 +14,8 @@ use axum::http::HeaderMap;
 use axum_extra::extract::CookieJar;
 use herald_shared::principal::ADMIN_ROLE;
 use herald_shared::profile::{AuthLocation, AuthSpec, CredentialKind};
-use herald_shared::{Principal, hash_secret};
+use herald_shared::topic::glob_matches;
+use herald_shared::{Principal, Topic, hash_secret};
 
 use crate::config::AuthConfig;
 use crate::store::{Store, StoreError};
@@ -163,6 +164,17 @@ impl Authenticator {
             }
         }
         Err(outcome)
+    }
+
+    /// Whether a principal may join a client-chosen topic: admins always; others
+    /// when a topic glob of their credential (JWT `topics`) or a grant the
+    /// backend stored for them matches it.
+    pub async fn may_subscribe(&self, who: &Principal, topic: &Topic) -> Result<bool, StoreError> {
+        let matches = |globs: &[String]| globs.iter().any(|g| glob_matches(g, topic.as_str()));
+        if who.is_admin() || matches(&who.topics) {
+            return Ok(true);
+        }
+        Ok(matches(&self.store.grants(&who.sub).await?))
     }
 
     fn admin_principal(&self) -> Principal {

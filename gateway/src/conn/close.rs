@@ -22,6 +22,9 @@ pub enum CloseReason {
     /// No valid credential: missing, invalid, expired at connect, or expired
     /// during the stream. The text is the error frame's message.
     Unauthorized(&'static str),
+    /// The profile's exclusive key (a `client_id`) is held by another live
+    /// connection, or is not a usable key.
+    Conflict(&'static str),
     /// The broker or store failed.
     Internal,
 }
@@ -38,6 +41,7 @@ impl CloseReason {
             Self::WriteTimeout => "write_timeout",
             Self::Shutdown => "shutdown",
             Self::Unauthorized(_) => "unauthorized",
+            Self::Conflict(_) => "conflict",
             Self::Internal => "internal_error",
         }
     }
@@ -57,6 +61,10 @@ impl CloseReason {
                 profile.auth.failure_close_code,
                 profile.auth.failure_reason.as_str(),
             ),
+            Self::Conflict(message) => (
+                profile.exclusive.as_ref().map_or(4409, |e| e.close_code),
+                message,
+            ),
             Self::Internal => (close_code::ERROR, "internal error"),
         };
         Some(CloseFrame {
@@ -70,6 +78,7 @@ impl CloseReason {
     pub fn error(self) -> Option<(&'static str, &'static str)> {
         match self {
             Self::Unauthorized(message) => Some(("unauthorized", message)),
+            Self::Conflict(message) => Some(("conflict", message)),
             Self::Internal => Some(("internal_error", "Server error")),
             _ => None,
         }

@@ -6,6 +6,7 @@
 //! in batches (fed, then flushed once). Every write has a deadline. Whatever
 //! ends the loop becomes a [`CloseReason`], sent as the profile's close code.
 
+mod channels;
 mod close;
 mod heartbeat;
 
@@ -16,7 +17,7 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::SinkExt;
 use herald_shared::Principal;
-use herald_shared::envelope::CONTROL_RESYNC;
+use herald_shared::envelope::{CONTROL_RESYNC, CONTROL_REVOKE};
 use herald_shared::profile::Command;
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
@@ -25,8 +26,9 @@ use tokio::time::{Instant, sleep_until, timeout};
 use crate::AppState;
 use crate::hub::Subscriber;
 use crate::profile::CompiledProfile;
-use crate::profile::wire::{PreparedEvent, encode_error, encode_event, now_ms};
+use crate::profile::wire::{PreparedEvent, encode_ack, encode_error, encode_event, now_ms};
 
+use channels::{Channels, Refusal};
 pub use close::CloseReason;
 use heartbeat::{Heartbeat, Tick};
 
@@ -52,12 +54,41 @@ impl Connection {
         metrics.opened.increment(1);
         metrics.connections.increment(1.0);
         let (sub, rx) = Subscriber::new(self.app.config.limits.outbound_queue);
-        let reason = self.run(&mut socket, &sub, rx).await;
-        self.app.hub.leave_all(&sub).await;
+        let holder = format!("{}-{}", self.app.replica_id, sub.id);
+        let reason = match self.take_lease(&holder).await {
+            Ok(lease) => {
+                let reason = self.run(&mut socket, &sub, rx).await;
+                self.app.hub.leave_all(&sub).await;
+                if let Some(key) = lease {
+                    self.app.leases.release(&key, &holder).await;
+                }
+                reason
+            }
+            Err(reason) => reason,
+        };
         finish(&mut socket, &self.app, &self.profile, reason).await;
         metrics.connections.decrement(1.0);
         metrics.closed(reason.label());
         tracing::debug!(route = %self.profile.spec.name, reason = reason.label(), "connection closed");
+    }
+
+    /// The profile's exclusive key, taken for this connection (or why not).
+    async fn take_lease(&self, holder: &str) -> Result<Option<String>, CloseReason> {
+        let (Some(spec), Some(key)) = (
+            &self.profile.spec.exclusive,
+            self.profile.exclusive_key(&self.principal, &self.path),
+        ) else {
+            return Ok(None);
+        };
+        let key = key.ok_or(CloseReason::Conflict("Invalid client id"))?;
+        match self.app.leases.acquire(&key, holder, spec.lease_ms).await {
+            Ok(true) => Ok(Some(key)),
+            Ok(false) => Err(CloseReason::Conflict("Client id already connected")),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot take lease");
+                Err(CloseReason::Internal)
+            }
+        }
     }
 
     async fn run(
@@ -110,6 +141,7 @@ impl Connection {
             .map(|exp| Instant::now() + seconds_until(exp));
         let expiry = sleep_until(expires_at.unwrap_or(far));
         tokio::pin!(expiry);
+        let mut channels = Channels::default();
         loop {
             tokio::select! {
                 biased;
@@ -121,12 +153,17 @@ impl Connection {
                 _ = &mut expiry, if expires_at.is_some() => return CloseReason::Unauthorized("Token expired"),
                 event = rx.recv() => {
                     let Some(event) = event else { return CloseReason::Internal };
-                    if let Err(r) = self.write_events(socket, event, &mut rx).await {
+                    if let Err(r) = self.write_events(socket, sub, event, &mut rx, &mut channels).await {
                         return r;
                     }
                 }
                 msg = socket.recv() => match msg {
-                    Some(Ok(Message::Text(text))) => self.client_frame(text.as_str(), heartbeat.as_mut()),
+                    Some(Ok(Message::Text(text))) => {
+                        let frame = self.client_frame(socket, sub, text.as_str(), heartbeat.as_mut(), &mut channels);
+                        if let Err(r) = frame.await {
+                            return r;
+                        }
+                    }
                     Some(Ok(Message::Close(_))) | None => return CloseReason::ClientClosed,
                     Some(Ok(_)) => {}
                     Some(Err(e)) => return CloseReason::from_socket_error(&e),
@@ -158,8 +195,10 @@ impl Connection {
     async fn write_events(
         &self,
         socket: &mut WebSocket,
+        sub: &Arc<Subscriber>,
         first: Arc<PreparedEvent>,
         rx: &mut mpsc::Receiver<Arc<PreparedEvent>>,
+        channels: &mut Channels,
     ) -> Result<(), CloseReason> {
         let shape = &self.app.profiles.shapes[self.profile.shape];
         let mut frames: Vec<Utf8Bytes> = Vec::with_capacity(4);
@@ -173,6 +212,17 @@ impl Connection {
                 if env.event_type == CONTROL_RESYNC && self.profile.spec.snapshot.is_some() {
                     frames.extend(self.snapshot_frame().await);
                 }
+                if env.event_type == CONTROL_REVOKE
+                    && let Ok(data) = serde_json::from_str::<serde_json::Value>(env.data.get())
+                    && let Some(glob) = data.get("topic").and_then(|t| t.as_str())
+                    && self.revoke(sub, channels, glob).await > 0
+                {
+                    frames.extend(
+                        self.error_frame(Refusal::Forbidden("Subscription revoked").error()),
+                    );
+                }
+            } else if channels.filtered(&env.topic) {
+                // Queued before the client left (or lost) the channel.
             } else {
                 frames.push(event.frame(self.profile.shape, shape));
                 self.profile
@@ -212,24 +262,63 @@ impl Connection {
         }
     }
 
-    /// A client frame: a command of the profile, or ignored.
-    fn client_frame(&self, text: &str, heartbeat: Option<&mut Heartbeat>) {
+    /// A client frame: a command of the profile, or ignored. Refused
+    /// commands are answered with the profile's error frame, if it has one.
+    async fn client_frame(
+        &self,
+        socket: &mut WebSocket,
+        sub: &Arc<Subscriber>,
+        text: &str,
+        heartbeat: Option<&mut Heartbeat>,
+        channels: &mut Channels,
+    ) -> Result<(), CloseReason> {
         let Ok(serde_json::Value::Object(frame)) = serde_json::from_str::<serde_json::Value>(text)
         else {
-            return;
+            return Ok(());
         };
         let Some(serde_json::Value::String(kind)) = frame.get(&self.profile.spec.frame.type_field)
         else {
-            return;
+            return Ok(());
         };
-        match self.profile.command(kind) {
+        let channel = || {
+            let field = self
+                .profile
+                .spec
+                .channels
+                .as_ref()
+                .map_or("channel", |c| c.field.as_str());
+            frame.get(field).and_then(|v| v.as_str())
+        };
+        let outcome = match self.profile.command(kind) {
             Some(Command::Pong) => {
                 if let Some(hb) = heartbeat {
                     hb.pong();
                 }
+                Ok(())
             }
-            None => {}
+            Some(Command::Subscribe) => self.subscribe(sub, channels, channel()).await,
+            Some(Command::Unsubscribe) => self.unsubscribe(sub, channels, channel()).await,
+            Some(Command::Heartbeat) => {
+                if let Some(ack) = &self.profile.spec.heartbeat_ack {
+                    let shape = &self.app.profiles.shapes[self.profile.shape];
+                    self.write(socket, [encode_ack(shape, ack, now_ms())])
+                        .await?;
+                }
+                Ok(())
+            }
+            None => Ok(()),
+        };
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(refusal) => self.write(socket, self.error_frame(refusal.error())).await,
         }
+    }
+
+    /// The profile's error frame, when it has error frames.
+    fn error_frame(&self, (code, message): (&str, &str)) -> Option<Utf8Bytes> {
+        let errors = self.profile.spec.errors.as_ref()?;
+        let shape = &self.app.profiles.shapes[self.profile.shape];
+        Some(encode_error(shape, errors, code, message, now_ms()))
     }
 
     /// The snapshot frame: the first stored snapshot of the profile's topics,

@@ -93,6 +93,48 @@ impl CompiledProfile {
     }
 }
 
+/// Channel names and exclusive keys chosen by clients: ASCII letters,
+/// digits and `._-@+=`, no `:` (so a name cannot add topic segments).
+pub fn valid_name(name: &str, max_len: usize) -> bool {
+    !name.is_empty()
+        && name.len() <= max_len
+        && name.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@' | b'+' | b'=')
+        })
+}
+
+impl CompiledProfile {
+    /// The topic of a client-chosen channel, if the name is acceptable.
+    pub fn channel_topic(
+        &self,
+        channel: &str,
+        who: &Principal,
+        path: &HashMap<String, String>,
+    ) -> Option<Topic> {
+        let spec = self.spec.channels.as_ref()?;
+        if !valid_name(channel, spec.max_len) {
+            return None;
+        }
+        let template = spec.topic.replace("{channel}", channel);
+        render(&template, who, path)
+            .into_iter()
+            .next()
+            .and_then(|t| Topic::parse(&t).ok())
+    }
+
+    /// The exclusive key of this connection (`client_id`), if the profile has one.
+    /// `Some(None)` when the key cannot be used (bad characters).
+    pub fn exclusive_key(
+        &self,
+        who: &Principal,
+        path: &HashMap<String, String>,
+    ) -> Option<Option<String>> {
+        let spec = self.spec.exclusive.as_ref()?;
+        let key = render(&spec.key, who, path).into_iter().next();
+        Some(key.filter(|k| valid_name(k, 200)))
+    }
+}
+
 fn render_all(
     templates: &[String],
     who: &Principal,

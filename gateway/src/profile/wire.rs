@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use axum::extract::ws::Utf8Bytes;
 use herald_shared::Envelope;
-use herald_shared::profile::{ErrorFrameSpec, FrameSpec, FrameStyle, TimestampFormat};
+use herald_shared::profile::{AckSpec, ErrorFrameSpec, FrameSpec, FrameStyle, TimestampFormat};
 use time::OffsetDateTime;
 use time::macros::format_description;
 
@@ -79,6 +79,7 @@ pub fn encode_bare(spec: &FrameSpec, frame_type: &str, ts_ms: i64) -> Utf8Bytes 
 }
 
 /// An error frame: `{"type":"error","code":…,"message":…}` plus the shape's timestamp.
+/// Nested shapes carry code and message inside the data field.
 pub fn encode_error(
     spec: &FrameSpec,
     errors: &ErrorFrameSpec,
@@ -86,14 +87,33 @@ pub fn encode_error(
     message: &str,
     ts_ms: i64,
 ) -> Utf8Bytes {
-    let mut out = String::with_capacity(96);
+    let mut body = String::with_capacity(64);
+    body.push('{');
+    push_field(
+        &mut body,
+        &errors.code_field,
+        &json_string(errors.code(code)),
+    );
+    body.push(',');
+    push_field(&mut body, &errors.message_field, &json_string(message));
+    body.push('}');
+    encode_event(spec, &errors.event_type, ts_ms, &body)
+}
+
+/// A reply frame such as AgentHQ's `{"type":"heartbeat_ack","timestamp":"…Z"}`:
+/// the ack's own timestamp, not the shape's.
+pub fn encode_ack(spec: &FrameSpec, ack: &AckSpec, ts_ms: i64) -> Utf8Bytes {
+    let mut out = String::with_capacity(64);
     out.push('{');
-    push_field(&mut out, &spec.type_field, &json_string(&errors.event_type));
-    out.push(',');
-    push_field(&mut out, &errors.code_field, &json_string(code));
-    out.push(',');
-    push_field(&mut out, &errors.message_field, &json_string(message));
-    push_timestamp(&mut out, spec, ts_ms);
+    push_field(&mut out, &spec.type_field, &json_string(&ack.event_type));
+    if let Some(field) = &ack.timestamp_field {
+        out.push(',');
+        push_field(
+            &mut out,
+            field,
+            &format_timestamp(ack.timestamp_format, ts_ms),
+        );
+    }
     out.push('}');
     Utf8Bytes::from(out)
 }
@@ -210,6 +230,35 @@ mod tests {
         assert_eq!(
             parse(&f),
             serde_json::json!({"type":"error","code":"unauthorized","message":"Token expired","timestamp":"1970-01-01T00:00:00Z"})
+        );
+    }
+
+    #[test]
+    fn nested_error_and_ack_frames() {
+        let mut errors = ErrorFrameSpec::default();
+        errors
+            .codes
+            .insert("conflict".into(), "CLIENT_ID_IN_USE".into());
+        let f = encode_error(
+            &spec(FrameStyle::Nested, None),
+            &errors,
+            "conflict",
+            "taken",
+            0,
+        );
+        assert_eq!(
+            parse(&f),
+            serde_json::json!({"type":"error","data":{"code":"CLIENT_ID_IN_USE","message":"taken"}})
+        );
+        let ack = AckSpec {
+            event_type: "heartbeat_ack".into(),
+            timestamp_field: Some("timestamp".into()),
+            timestamp_format: TimestampFormat::Rfc3339Millis,
+        };
+        let f = encode_ack(&spec(FrameStyle::Nested, None), &ack, 1_771_329_600_000);
+        assert_eq!(
+            parse(&f),
+            serde_json::json!({"type":"heartbeat_ack","timestamp":"2026-02-17T12:00:00.000Z"})
         );
     }
 

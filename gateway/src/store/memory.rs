@@ -1,6 +1,9 @@
-//! Embedded-mode store: credentials from the config file, no snapshots.
+//! Embedded-mode store: credentials from the config file, no snapshots or
+//! grants, leases in process memory.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::Mutex;
 
 use futures_util::future::{BoxFuture, FutureExt, ready};
 use herald_shared::Principal;
@@ -12,6 +15,8 @@ use crate::config::{AuthConfig, StoredCredential};
 pub struct MemoryStore {
     api_keys: HashMap<String, Principal>,
     sessions: HashMap<String, Principal>,
+    /// One process: a lease lasts until released, never expires.
+    leases: Mutex<HashMap<String, String>>,
 }
 
 fn principal(c: &StoredCredential) -> (String, Principal) {
@@ -26,6 +31,7 @@ impl MemoryStore {
         Self {
             api_keys: auth.api_keys.iter().map(principal).collect(),
             sessions: auth.sessions.iter().map(principal).collect(),
+            leases: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -50,5 +56,45 @@ impl Store for MemoryStore {
         _topic: &'a str,
     ) -> BoxFuture<'a, Result<Option<String>, StoreError>> {
         ready(Ok(None)).boxed()
+    }
+
+    fn grants<'a>(&'a self, _user: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+        ready(Ok(Vec::new())).boxed()
+    }
+
+    fn lease_acquire<'a>(
+        &'a self,
+        key: &'a str,
+        holder: &'a str,
+        _ttl_ms: u64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        let taken = match leases.entry(key.to_owned()) {
+            Entry::Occupied(e) => e.get() == holder,
+            Entry::Vacant(e) => {
+                e.insert(holder.to_owned());
+                true
+            }
+        };
+        ready(Ok(taken)).boxed()
+    }
+
+    fn lease_renew<'a>(
+        &'a self,
+        _leases: &'a [(String, String, u64)],
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        ready(Ok(())).boxed()
+    }
+
+    fn lease_release<'a>(
+        &'a self,
+        key: &'a str,
+        holder: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        if leases.get(key).is_some_and(|h| h == holder) {
+            leases.remove(key);
+        }
+        ready(Ok(())).boxed()
     }
 }

@@ -31,4 +31,24 @@ pub trait Store: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Option<Principal>, StoreError>>;
     /// The stored snapshot JSON of a topic.
     fn snapshot<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<Option<String>, StoreError>>;
+    /// Topic globs granted to a user for client-chosen subscriptions.
+    fn grants<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>>;
+    /// Take an exclusive lease for `ttl_ms` unless another holder has it.
+    fn lease_acquire<'a>(
+        &'a self,
+        key: &'a str,
+        holder: &'a str,
+        ttl_ms: u64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// Extend leases this replica holds (and retake any Redis lost).
+    fn lease_renew<'a>(
+        &'a self,
+        leases: &'a [(String, String, u64)],
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Give a lease back if `holder` still has it.
+    fn lease_release<'a>(
+        &'a self,
+        key: &'a str,
+        holder: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
 }

@@ -1,6 +1,6 @@
 //! Redis-backed store, on the same keys `herald-publisher` writes.
 
-use fred::interfaces::KeysInterface;
+use fred::interfaces::{KeysInterface, LuaInterface, SetsInterface};
 use fred::prelude::Client;
 use futures_util::future::{BoxFuture, FutureExt};
 use herald_shared::{Keys, Principal};
@@ -11,6 +11,26 @@ use super::{Store, StoreError};
 pub struct RedisStore {
     client: Client,
     keys: Keys,
+}
+
+/// Take or keep a lease: set when free or already ours.
+const LEASE_TAKE: &str = r#"
+local cur = redis.call('GET', KEYS[1])
+if cur == false or cur == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"#;
+
+/// Release a lease only if still ours.
+const LEASE_RELEASE: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"#;
+
+fn unavailable(e: fred::error::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
 }
 
 impl RedisStore {
@@ -55,5 +75,80 @@ impl Store for RedisStore {
 
     fn snapshot<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<Option<String>, StoreError>> {
         self.get(self.keys.snapshot(topic)).boxed()
+    }
+
+    fn grants<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+        async move {
+            self.client
+                .smembers(self.keys.acl(user))
+                .await
+                .map_err(unavailable)
+        }
+        .boxed()
+    }
+
+    fn lease_acquire<'a>(
+        &'a self,
+        key: &'a str,
+        holder: &'a str,
+        ttl_ms: u64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        async move {
+            let took: i64 = self
+                .client
+                .eval(
+                    LEASE_TAKE,
+                    vec![self.keys.lease(key)],
+                    vec![holder.to_owned(), ttl_ms.to_string()],
+                )
+                .await
+                .map_err(unavailable)?;
+            Ok(took == 1)
+        }
+        .boxed()
+    }
+
+    fn lease_renew<'a>(
+        &'a self,
+        leases: &'a [(String, String, u64)],
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        async move {
+            for (key, holder, ttl_ms) in leases {
+                let took: i64 = self
+                    .client
+                    .eval(
+                        LEASE_TAKE,
+                        vec![self.keys.lease(key)],
+                        vec![holder.clone(), ttl_ms.to_string()],
+                    )
+                    .await
+                    .map_err(unavailable)?;
+                if took == 0 {
+                    tracing::warn!("a lease this replica held was taken by another connection");
+                }
+            }
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn lease_release<'a>(
+        &'a self,
+        key: &'a str,
+        holder: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        async move {
+            let _: i64 = self
+                .client
+                .eval(
+                    LEASE_RELEASE,
+                    vec![self.keys.lease(key)],
+                    vec![holder.to_owned()],
+                )
+                .await
+                .map_err(unavailable)?;
+            Ok(())
+        }
+        .boxed()
     }
 }

@@ -72,6 +72,26 @@ enum Cmd {
         #[arg(long)]
         topic: String,
     },
+    /// Send an event to every connection of an organisation (AgentHQ's broadcastToOrg).
+    BroadcastOrg {
+        #[arg(long)]
+        org: String,
+        #[arg(long = "type")]
+        event_type: String,
+        #[arg(long)]
+        data: String,
+    },
+    /// Send an event to an organisation's channel subscribers (AgentHQ's broadcastToChannel).
+    BroadcastChannel {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        channel: String,
+        #[arg(long = "type")]
+        event_type: String,
+        #[arg(long)]
+        data: String,
+    },
     /// Manage API keys (stored hashed).
     Apikey {
         #[command(subcommand)]
@@ -97,6 +117,9 @@ enum CredentialCmd {
         org: Option<String>,
         #[arg(long = "role")]
         roles: Vec<String>,
+        /// Topic globs the principal may subscribe to by itself.
+        #[arg(long = "topic")]
+        topics: Vec<String>,
         /// Sessions only: lifetime in seconds.
         #[arg(long, default_value_t = 28_800)]
         ttl_secs: u64,
@@ -146,6 +169,31 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Cmd::Resync { user } => publisher.resync(&user).await?,
+        Cmd::BroadcastOrg {
+            org,
+            event_type,
+            data,
+        } => {
+            println!(
+                "{}",
+                publisher
+                    .broadcast_to_org(&org, &event_type, &json(&data)?)
+                    .await?
+            );
+        }
+        Cmd::BroadcastChannel {
+            org,
+            channel,
+            event_type,
+            data,
+        } => {
+            println!(
+                "{}",
+                publisher
+                    .broadcast_to_channel(&org, &channel, &event_type, &json(&data)?)
+                    .await?
+            );
+        }
         Cmd::Grant { user, topic } => publisher.grant(&user, &topic).await?,
         Cmd::Revoke { user, topic } => publisher.revoke(&user, &topic).await?,
         Cmd::Apikey { action } => match action {
@@ -154,10 +202,11 @@ async fn main() -> anyhow::Result<()> {
                 sub,
                 org,
                 roles,
+                topics,
                 ..
             } => {
                 publisher
-                    .add_api_key(&key, &principal(sub, org, roles))
+                    .add_api_key(&key, &principal(sub, org, roles, topics))
                     .await?
             }
             CredentialCmd::Remove { key } => publisher.remove_api_key(&key).await?,
@@ -168,12 +217,13 @@ async fn main() -> anyhow::Result<()> {
                 sub,
                 org,
                 roles,
+                topics,
                 ttl_secs,
             } => {
                 publisher
                     .add_session(
                         &key,
-                        &principal(sub, org, roles),
+                        &principal(sub, org, roles, topics),
                         Duration::from_secs(ttl_secs),
                     )
                     .await?
@@ -188,9 +238,15 @@ fn json(text: &str) -> anyhow::Result<serde_json::Value> {
     serde_json::from_str(text).with_context(|| "--data must be a JSON value")
 }
 
-fn principal(sub: String, org: Option<String>, roles: Vec<String>) -> Principal {
+fn principal(
+    sub: String,
+    org: Option<String>,
+    roles: Vec<String>,
+    topics: Vec<String>,
+) -> Principal {
     let mut p = Principal::new(sub);
     p.org = org;
     p.roles = roles;
+    p.topics = topics;
     p
 }

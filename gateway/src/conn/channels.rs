@@ -1,0 +1,148 @@
+//! Client-chosen channels of one connection: subscribe, unsubscribe and
+//! live revocation, with the profile's limits.
+
+use std::sync::Arc;
+
+use herald_shared::Topic;
+use herald_shared::topic::glob_matches;
+
+use super::Connection;
+use crate::hub::Subscriber;
+
+/// Channels a connection joined itself, and topics it recently left so that
+/// events of theirs already queued are not written.
+#[derive(Debug, Default)]
+pub(crate) struct Channels {
+    joined: Vec<Topic>,
+    left: Vec<Topic>,
+}
+
+impl Channels {
+    /// Whether an event on `topic` must be skipped (the client left it).
+    pub(crate) fn filtered(&self, topic: &Topic) -> bool {
+        !self.left.is_empty() && self.left.contains(topic)
+    }
+
+    fn forget(&mut self, topic: &Topic) {
+        self.joined.retain(|t| t != topic);
+        if !self.left.contains(topic) {
+            self.left.push(topic.clone());
+        }
+    }
+}
+
+/// Why a client command was refused; the connection stays open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    BadRequest(&'static str),
+    Forbidden(&'static str),
+    TooMany,
+    Internal,
+}
+
+impl Refusal {
+    /// Error frame code and message.
+    pub(crate) fn error(self) -> (&'static str, &'static str) {
+        match self {
+            Self::BadRequest(m) => ("bad_request", m),
+            Self::Forbidden(m) => ("forbidden", m),
+            Self::TooMany => ("rate_limited", "Too many subscriptions"),
+            Self::Internal => ("internal_error", "Server error"),
+        }
+    }
+}
+
+impl Connection {
+    pub(crate) async fn subscribe(
+        &self,
+        sub: &Arc<Subscriber>,
+        channels: &mut Channels,
+        name: Option<&str>,
+    ) -> Result<(), Refusal> {
+        let spec = self
+            .profile
+            .spec
+            .channels
+            .as_ref()
+            .ok_or(Refusal::BadRequest("Channels are not supported"))?;
+        let name = name.ok_or(Refusal::BadRequest("Missing channel"))?;
+        let topic = self
+            .profile
+            .channel_topic(name, &self.principal, &self.path)
+            .ok_or(Refusal::BadRequest("Invalid channel name"))?;
+        if channels.joined.contains(&topic) {
+            return Ok(());
+        }
+        if channels.joined.len() >= spec.max_per_connection {
+            return Err(Refusal::TooMany);
+        }
+        match self.app.auth.may_subscribe(&self.principal, &topic).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(Refusal::Forbidden(
+                    "Not allowed to subscribe to this channel",
+                ));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read grants");
+                return Err(Refusal::Internal);
+            }
+        }
+        if let Err(e) = self.app.hub.join(&topic, sub).await {
+            tracing::warn!(error = %e, "cannot subscribe");
+            return Err(Refusal::Internal);
+        }
+        channels.left.retain(|t| *t != topic);
+        channels.joined.push(topic);
+        Ok(())
+    }
+
+    pub(crate) async fn unsubscribe(
+        &self,
+        sub: &Arc<Subscriber>,
+        channels: &mut Channels,
+        name: Option<&str>,
+    ) -> Result<(), Refusal> {
+        let name = name.ok_or(Refusal::BadRequest("Missing channel"))?;
+        let topic = self
+            .profile
+            .channel_topic(name, &self.principal, &self.path)
+            .ok_or(Refusal::BadRequest("Invalid channel name"))?;
+        if channels.joined.contains(&topic) {
+            self.app.hub.leave(&topic, sub).await;
+            channels.forget(&topic);
+        }
+        Ok(())
+    }
+
+    /// A grant matching `glob` was revoked: drop every channel it covered
+    /// that nothing else (claims, other grants, admin) still allows. Returns
+    /// how many were dropped.
+    pub(crate) async fn revoke(
+        &self,
+        sub: &Arc<Subscriber>,
+        channels: &mut Channels,
+        glob: &str,
+    ) -> usize {
+        let affected: Vec<Topic> = channels
+            .joined
+            .iter()
+            .filter(|t| glob_matches(glob, t.as_str()))
+            .cloned()
+            .collect();
+        let mut dropped = 0;
+        for topic in affected {
+            // On a store error, fail closed: a revoke must not leave access behind.
+            if matches!(
+                self.app.auth.may_subscribe(&self.principal, &topic).await,
+                Ok(true)
+            ) {
+                continue;
+            }
+            self.app.hub.leave(&topic, sub).await;
+            channels.forget(&topic);
+            dropped += 1;
+        }
+        dropped
+    }
+}
