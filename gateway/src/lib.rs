@@ -11,6 +11,7 @@
 //! - [`hub`]: topic → local connections; drives broker subscriptions; fan-out.
 //! - [`broker`]: the seam to other replicas: in-memory or Redis pub/sub.
 //! - [`store`]: API keys, sessions, snapshots and grants written by backends; leases.
+//! - [`presence`]: cluster-wide online/offline events (agents).
 //! - [`lease`]: exclusive keys (`client_id`) held by this replica, renewed together.
 //! - [`metrics`], [`shutdown`]: observability and the drain sequence.
 //!
@@ -23,6 +24,7 @@ pub mod conn;
 pub mod hub;
 pub mod lease;
 pub mod metrics;
+pub mod presence;
 pub mod profile;
 pub mod shutdown;
 pub mod store;
@@ -51,6 +53,7 @@ use crate::broker::redis::RedisBroker;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::lease::Leases;
+use crate::presence::{Backend as PresenceBackend, Presence};
 use crate::profile::wire::{encode_bare, now_ms};
 use crate::profile::{CompiledProfile, ProfileRegistry};
 use crate::shutdown::{Phase, Shutdown};
@@ -68,6 +71,7 @@ pub struct AppState {
     pub auth: Authenticator,
     pub shutdown: Shutdown,
     pub leases: Arc<Leases>,
+    pub presence: Arc<Presence>,
     /// Random id of this process, part of lease holder names.
     pub replica_id: String,
     prometheus: Option<PrometheusHandle>,
@@ -119,21 +123,32 @@ pub async fn run(
         }
     };
     let keys = Keys::new(&config.redis.prefix);
-    let (broker, store): (Arc<dyn Broker>, Arc<dyn Store>) = if config.redis.url.is_empty() {
-        tracing::info!("embedded in-memory broker (single replica)");
-        (
-            Arc::new(MemoryBroker::new()),
-            Arc::new(MemoryStore::from_config(&config.auth)),
-        )
-    } else {
-        let broker = RedisBroker::start(&config.redis.url, keys.clone())?;
-        let client = broker::redis::builder(&config.redis.url)?
-            .build()
-            .map_err(|e| broker::BrokerError::Config(e.to_string()))?;
-        client.connect();
-        tracing::info!("redis broker");
-        (broker, Arc::new(RedisStore::new(client, keys)))
-    };
+    let (broker, store, presence_backend): (Arc<dyn Broker>, Arc<dyn Store>, PresenceBackend) =
+        if config.redis.url.is_empty() {
+            tracing::info!("embedded in-memory broker (single replica)");
+            let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::new());
+            let presence = PresenceBackend::Memory {
+                members: Default::default(),
+                broker: Arc::clone(&broker),
+            };
+            (
+                broker,
+                Arc::new(MemoryStore::from_config(&config.auth)),
+                presence,
+            )
+        } else {
+            let broker = RedisBroker::start(&config.redis.url, keys.clone())?;
+            let client = broker::redis::builder(&config.redis.url)?
+                .build()
+                .map_err(|e| broker::BrokerError::Config(e.to_string()))?;
+            client.connect();
+            tracing::info!("redis broker");
+            (
+                broker,
+                Arc::new(RedisStore::new(client.clone(), keys.clone())),
+                PresenceBackend::Redis(client),
+            )
+        };
     for (route, kind) in config.unusable_credentials() {
         tracing::warn!(
             route,
@@ -150,11 +165,20 @@ pub async fn run(
         .min()
         .map(|ms| Duration::from_millis(ms / 3));
     let leases = Leases::start(Arc::clone(&store), renew_every);
+    let replica_id = format!("{:016x}", rand::random::<u64>());
+    let presence_every = config
+        .profiles()
+        .iter()
+        .filter_map(|p| p.presence.as_ref().map(|e| e.lease_ms))
+        .min()
+        .map(|ms| Duration::from_millis(ms / 3));
+    let presence = Presence::start(presence_backend, keys, replica_id.clone(), presence_every);
     let state = Arc::new(AppState {
         auth: Authenticator::new(&config.auth, Arc::clone(&store)),
         shutdown: Shutdown::new(Duration::from_millis(config.shutdown.drain_ms)),
         leases,
-        replica_id: format!("{:016x}", rand::random::<u64>()),
+        presence,
+        replica_id,
         config,
         profiles,
         hub,

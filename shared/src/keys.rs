@@ -61,6 +61,21 @@ impl Keys {
         format!("{}:lease:{{{key}}}", self.prefix)
     }
 
+    /// Sorted set of live connections of a presence key (score: lease expiry, ms).
+    pub fn presence(&self, topic: &str, key: &str) -> String {
+        format!("{}:{{{topic}}}:presence:{key}", self.prefix)
+    }
+
+    /// The offline event template of a presence key, for sweeping dead replicas.
+    pub fn presence_meta(&self, topic: &str, key: &str) -> String {
+        format!("{}:{{{topic}}}:presence:{key}:meta", self.prefix)
+    }
+
+    /// Set of `topic|key` entries with presence, swept by every replica.
+    pub fn presence_index(&self) -> String {
+        format!("{}:presence:index", self.prefix)
+    }
+
     /// Principal record of an API key, by the key's SHA-256 (hex).
     pub fn api_key(&self, key_hash: &str) -> String {
         format!("{}:apikey:{key_hash}", self.prefix)

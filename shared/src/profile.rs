@@ -54,6 +54,38 @@ pub struct RouteProfile {
     /// organizer's `client_id`).
     #[serde(default)]
     pub exclusive: Option<ExclusiveSpec>,
+    /// Online/offline events when a principal's first connection anywhere
+    /// opens and its last one closes (AgentHQ's `agent.online`/`agent.offline`).
+    #[serde(default)]
+    pub presence: Option<PresenceSpec>,
+}
+
+/// Cluster-wide presence of a key (an agent): exactly one online event when
+/// its first connection on any replica opens, one offline event when its
+/// last one closes or the replica holding it dies (after `lease_ms`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresenceSpec {
+    /// Topic template of the audience (`org:{org}`).
+    pub topic: String,
+    /// Template of whose presence it is (`{sub}`).
+    #[serde(default = "default_presence_key")]
+    pub key: String,
+    /// Only principals holding one of these roles have presence; empty: everyone.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    pub online: String,
+    pub offline: String,
+    /// Topic template whose stored snapshot is the events' payload (the
+    /// agent object); `{"id": key}` when none is stored.
+    #[serde(default)]
+    pub data_topic: Option<String>,
+    #[serde(default = "default_lease_ms")]
+    pub lease_ms: u64,
+}
+
+fn default_presence_key() -> String {
+    "{sub}".to_owned()
 }
 
 /// Client-chosen channels: a channel name maps to a topic through a template.
@@ -526,6 +558,22 @@ impl RouteProfile {
                 return err("exclusive.lease_ms", "must be at least 300".to_owned());
             }
             check_close_code(ex.close_code).or_else(|r| err("exclusive.close_code", r))?;
+        }
+        if let Some(pr) = &self.presence {
+            check_template(&pr.topic, &params).or_else(|r| err("presence.topic", r))?;
+            check_template(&pr.key, &params).or_else(|r| err("presence.key", r))?;
+            if let Some(t) = &pr.data_topic {
+                check_template(t, &params).or_else(|r| err("presence.data_topic", r))?;
+            }
+            if pr.lease_ms < 300 {
+                return err("presence.lease_ms", "must be at least 300".to_owned());
+            }
+            if pr.online.is_empty() || pr.offline.is_empty() {
+                return err(
+                    "presence",
+                    "online and offline event types must not be empty".to_owned(),
+                );
+            }
         }
         if let Some(snap) = &self.snapshot {
             if snap.event_type.is_empty() {

@@ -167,3 +167,118 @@ async fn failed_authentication_closes_with_an_error() -> Result<()> {
     assert_eq!(closed.code(), Some(1008));
     Ok(())
 }
+
+mod presence {
+    use super::*;
+    use herald_publisher::Topic;
+    use herald_tests::{default_config, wait_until};
+
+    fn agent(sub: &str) -> Principal {
+        let mut p = agent_key(sub, "acme");
+        p.roles = vec!["agent".to_owned()];
+        p
+    }
+
+    async fn members(c: &Cluster, sub: &str) -> u64 {
+        let key = format!("herald:{{org:acme}}:presence:{sub}");
+        let lines = c.redis.cli(&["ZCARD", &key]).await.unwrap_or_default();
+        lines
+            .first()
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or(u64::MAX)
+    }
+
+    async fn marker(c: &Cluster, observer: &mut WsClient) -> Result<()> {
+        c.publisher
+            .broadcast_to_org("acme", "marker", &json!(null))
+            .await?;
+        assert_eq!(
+            observer.next_json().await?["type"],
+            "marker",
+            "no presence event before the marker"
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn one_online_and_one_offline_whichever_replicas_hold_the_agent() -> Result<()> {
+        let c = Cluster::start(2, None).await?;
+        let object = json!({"id": "agent-7", "name": "Builder", "status": "online"});
+        c.publisher
+            .set_snapshot(&Topic::resource("agent", "agent-7")?, &object)
+            .await?;
+        c.publisher
+            .add_api_key("ahq_agent7", &agent("agent-7"))
+            .await?;
+        let mut observer = connect(&c, 0, &member("ann", "acme")).await?;
+        c.subscribers_become("org:acme", 1).await?;
+
+        let on_a = connect(&c, 0, "ahq_agent7").await?;
+        assert_eq!(
+            observer.next_json().await?,
+            json!({"type": "agent.online", "data": object})
+        );
+        let on_b = connect(&c, 1, "ahq_agent7").await?;
+        wait_until("two presence members", || async {
+            members(&c, "agent-7").await == 2
+        })
+        .await?;
+        marker(&c, &mut observer).await?;
+
+        on_a.close().await;
+        wait_until("one presence member", || async {
+            members(&c, "agent-7").await == 1
+        })
+        .await?;
+        marker(&c, &mut observer).await?;
+
+        on_b.close().await;
+        assert_eq!(
+            observer.next_json().await?,
+            json!({"type": "agent.offline", "data": object})
+        );
+        marker(&c, &mut observer).await?;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn an_agent_on_a_killed_replica_goes_offline_once_within_the_lease() -> Result<()> {
+        let config = default_config().replace("lease_ms = 10000", "lease_ms = 1500");
+        let mut c = Cluster::start(2, Some(config)).await?;
+        c.publisher
+            .add_api_key("ahq_agent8", &agent("agent-8"))
+            .await?;
+        let mut observer = connect(&c, 1, &member("ann", "acme")).await?;
+        c.subscribers_become("org:acme", 1).await?;
+        let _held = connect(&c, 0, "ahq_agent8").await?;
+        assert_eq!(
+            observer.next_json().await?,
+            json!({"type": "agent.online", "data": {"id": "agent-8"}})
+        );
+
+        c.gateways[0].kill().await?;
+        let killed = tokio::time::Instant::now();
+        assert_eq!(
+            observer.next_json().await?,
+            json!({"type": "agent.offline", "data": {"id": "agent-8"}})
+        );
+        assert!(
+            killed.elapsed() < std::time::Duration::from_millis(1500 + 1500),
+            "within the lease and a sweep"
+        );
+        marker(&c, &mut observer).await?;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn members_without_the_agent_role_have_no_presence() -> Result<()> {
+        let c = Cluster::start(1, None).await?;
+        let mut observer = connect(&c, 0, &member("ann", "acme")).await?;
+        c.subscribers_become("org:acme", 1).await?;
+        let human = connect(&c, 0, &member("bo", "acme")).await?;
+        human.close().await;
+        marker(&c, &mut observer).await?;
+        assert_eq!(members(&c, "bo").await, 0);
+        Ok(())
+    }
+}

@@ -57,7 +57,11 @@ impl Connection {
         let holder = format!("{}-{}", self.app.replica_id, sub.id);
         let reason = match self.take_lease(&holder).await {
             Ok(lease) => {
+                let present = self.join_presence(&holder).await;
                 let reason = self.run(&mut socket, &sub, rx).await;
+                if present {
+                    self.app.presence.leave(&holder).await;
+                }
                 self.app.hub.leave_all(&sub).await;
                 if let Some(key) = lease {
                     self.app.leases.release(&key, &holder).await;
@@ -70,6 +74,54 @@ impl Connection {
         metrics.connections.decrement(1.0);
         metrics.closed(reason.label());
         tracing::debug!(route = %self.profile.spec.name, reason = reason.label(), "connection closed");
+    }
+
+    /// Announce this connection's presence when the profile has presence and
+    /// the principal holds one of its roles. Failures are logged: presence is
+    /// informative and must not keep a client out.
+    async fn join_presence(&self, member: &str) -> bool {
+        let Some(spec) = &self.profile.spec.presence else {
+            return false;
+        };
+        if !spec.roles.is_empty() && !self.principal.roles.iter().any(|r| spec.roles.contains(r)) {
+            return false;
+        }
+        let Some((topic, key)) = self.profile.presence_target(&self.principal, &self.path) else {
+            return false;
+        };
+        let data = self.presence_data(&key).await;
+        let joined = self
+            .app
+            .presence
+            .join(
+                member,
+                topic,
+                key,
+                &spec.online,
+                &spec.offline,
+                data,
+                spec.lease_ms,
+            )
+            .await;
+        if let Err(e) = &joined {
+            tracing::warn!(error = %e, "presence unavailable");
+        }
+        joined.is_ok()
+    }
+
+    /// The presence events' payload: the stored snapshot of `data_topic`, or `{"id": key}`.
+    async fn presence_data(&self, key: &str) -> Box<RawValue> {
+        let stored = match self
+            .profile
+            .presence_data_topic(&self.principal, &self.path)
+        {
+            Some(topic) => self.app.store.snapshot(topic.as_str()).await.ok().flatten(),
+            None => None,
+        };
+        stored
+            .and_then(|json| RawValue::from_string(json).ok())
+            .or_else(|| serde_json::value::to_raw_value(&serde_json::json!({ "id": key })).ok())
+            .unwrap_or_default()
     }
 
     /// The profile's exclusive key, taken for this connection (or why not).

@@ -122,6 +122,37 @@ impl CompiledProfile {
             .and_then(|t| Topic::parse(&t).ok())
     }
 
+    /// Audience topic and key of this connection's presence.
+    pub fn presence_target(
+        &self,
+        who: &Principal,
+        path: &HashMap<String, String>,
+    ) -> Option<(Topic, String)> {
+        let spec = self.spec.presence.as_ref()?;
+        let topic = render(&spec.topic, who, path)
+            .into_iter()
+            .next()
+            .and_then(|t| Topic::parse(&t).ok())?;
+        let key = render(&spec.key, who, path)
+            .into_iter()
+            .next()
+            .filter(|k| valid_name(k, 200))?;
+        Some((topic, key))
+    }
+
+    /// Topic whose stored snapshot is the presence payload.
+    pub fn presence_data_topic(
+        &self,
+        who: &Principal,
+        path: &HashMap<String, String>,
+    ) -> Option<Topic> {
+        let template = self.spec.presence.as_ref()?.data_topic.as_ref()?;
+        render(template, who, path)
+            .into_iter()
+            .next()
+            .and_then(|t| Topic::parse(&t).ok())
+    }
+
     /// The exclusive key of this connection (`client_id`), if the profile has one.
     /// `Some(None)` when the key cannot be used (bad characters).
     pub fn exclusive_key(
