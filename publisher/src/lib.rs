@@ -20,7 +20,7 @@
 
 use std::time::Duration;
 
-use fred::interfaces::{ClientLike, KeysInterface, PubsubInterface, SetsInterface};
+use fred::interfaces::{ClientLike, KeysInterface, LuaInterface, PubsubInterface, SetsInterface};
 use fred::prelude::{Builder, Client, Config, Expiration, ReconnectPolicy};
 use herald_shared::envelope::{CONTROL_RESYNC, CONTROL_REVOKE, check_event_type};
 use herald_shared::{ENVELOPE_VERSION, Envelope, Keys, hash_secret};
@@ -57,7 +57,37 @@ pub type EventId = String;
 pub struct Publisher {
     client: Client,
     keys: Keys,
+    history: Option<HistoryPolicy>,
 }
+
+/// How much of each topic's past Redis keeps, so gateways can replay it to
+/// clients that resume (SSE `Last-Event-ID`) and fill gaps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryPolicy {
+    /// Entries kept per topic (approximately: trimmed with `MAXLEN ~`).
+    pub max_len: u64,
+    /// A topic's history is dropped this long after its last event.
+    pub ttl: Duration,
+}
+
+impl Default for HistoryPolicy {
+    fn default() -> Self {
+        Self {
+            max_len: 1000,
+            ttl: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Append to a topic's history stream and publish, in one step, so every
+/// published copy carries its offset. KEYS: stream, channel. ARGV: envelope
+/// (without offset), max length, TTL seconds.
+const PUBLISH_WITH_HISTORY: &str = r#"
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', ARGV[1])
+if tonumber(ARGV[3]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
+redis.call('PUBLISH', KEYS[2], string.sub(ARGV[1], 1, -2) .. ',"offset":"' .. id .. '"}')
+return id
+"#;
 
 impl std::fmt::Debug for Publisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -96,7 +126,23 @@ impl Publisher {
         Ok(Self {
             client,
             keys: Keys::new(prefix),
+            history: Some(HistoryPolicy::default()),
         })
+    }
+
+    /// Change the history kept per topic; `None` publishes without history
+    /// (at-most-once, no resume).
+    ///
+    /// ```no_run
+    /// # async fn demo(p: herald_publisher::Publisher) {
+    /// use std::time::Duration;
+    /// use herald_publisher::HistoryPolicy;
+    /// let p = p.with_history(Some(HistoryPolicy { max_len: 10_000, ttl: Duration::from_secs(86_400) }));
+    /// # }
+    /// ```
+    pub fn with_history(mut self, history: Option<HistoryPolicy>) -> Self {
+        self.history = history;
+        self
     }
 
     /// Publish one event to every topic of an audience, with one event id.
@@ -122,27 +168,46 @@ impl Publisher {
         let data: Box<RawValue> = serde_json::value::to_raw_value(data)?;
         let id = uuid::Uuid::now_v7().to_string();
         let ts = now_ms();
-        let pipeline = self.client.pipeline();
-        for topic in audience {
-            let envelope = Envelope {
-                v: ENVELOPE_VERSION,
-                id: id.clone(),
-                event_type: event_type.to_owned(),
-                ts,
-                topic: topic.clone(),
-                to: if audience.len() > 1 {
-                    audience.to_vec()
-                } else {
-                    Vec::new()
-                },
-                offset: None,
-                data: data.clone(),
-            };
-            let () = pipeline
-                .publish(self.keys.channel(topic.as_str()), envelope.encode())
-                .await?;
+        let envelopes = audience.iter().map(|topic| Envelope {
+            v: ENVELOPE_VERSION,
+            id: id.clone(),
+            event_type: event_type.to_owned(),
+            ts,
+            topic: topic.clone(),
+            to: if audience.len() > 1 {
+                audience.to_vec()
+            } else {
+                Vec::new()
+            },
+            offset: None,
+            data: data.clone(),
+        });
+        match self.history {
+            // Control events are instructions for live connections, not history.
+            Some(h) if !event_type.starts_with(herald_shared::envelope::CONTROL_PREFIX) => {
+                let calls = envelopes.map(|env| {
+                    let topic = env.topic.as_str();
+                    let keys = vec![self.keys.history(topic), self.keys.channel(topic)];
+                    let args = vec![
+                        env.encode(),
+                        h.max_len.to_string(),
+                        h.ttl.as_secs().to_string(),
+                    ];
+                    self.client
+                        .eval::<String, _, _, _>(PUBLISH_WITH_HISTORY, keys, args)
+                });
+                futures_util::future::try_join_all(calls).await?;
+            }
+            _ => {
+                let pipeline = self.client.pipeline();
+                for env in envelopes {
+                    let () = pipeline
+                        .publish(self.keys.channel(env.topic.as_str()), env.encode())
+                        .await?;
+                }
+                let _: Vec<i64> = pipeline.all().await?;
+            }
         }
-        let _: Vec<i64> = pipeline.all().await?;
         Ok(id)
     }
 

@@ -50,6 +50,12 @@ impl Keys {
         format!("{}:{{{topic}}}:snapshot", self.prefix)
     }
 
+    /// History stream of a topic: entries `e` = envelope without offset; the
+    /// entry id is the event's offset.
+    pub fn history(&self, topic: &str) -> String {
+        format!("{}:{{{topic}}}:history", self.prefix)
+    }
+
     /// Set of topics (or globs) granted to a user for client-chosen subscriptions.
     pub fn acl(&self, user: &str) -> String {
         format!("{}:{{user:{user}}}:acl", self.prefix)
