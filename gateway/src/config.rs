@@ -125,6 +125,12 @@ pub struct Limits {
     /// A socket write that takes longer than this closes the connection. Default 10000.
     #[serde(default = "default_write_timeout")]
     pub write_timeout_ms: u64,
+    /// Open connections per client IP address on one replica; 0 = no cap. Default 0.
+    #[serde(default)]
+    pub connections_per_ip: usize,
+    /// Open connections per principal on one replica; 0 = no cap. Default 0.
+    #[serde(default)]
+    pub connections_per_principal: usize,
 }
 
 impl Default for Limits {
@@ -134,6 +140,8 @@ impl Default for Limits {
             max_message_bytes: default_max_message(),
             read_buffer_bytes: default_read_buffer(),
             write_timeout_ms: default_write_timeout(),
+            connections_per_ip: 0,
+            connections_per_principal: 0,
         }
     }
 }

@@ -23,10 +23,12 @@ pub mod config;
 pub mod conn;
 pub mod hub;
 pub mod lease;
+pub mod limits;
 pub mod metrics;
 pub mod presence;
 pub mod profile;
 pub mod shutdown;
+pub mod sse;
 pub mod store;
 pub mod ws;
 
@@ -53,6 +55,7 @@ use crate::broker::redis::RedisBroker;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::lease::Leases;
+use crate::limits::ConnectionLimits;
 use crate::presence::{Backend as PresenceBackend, Presence};
 use crate::profile::wire::{encode_bare, now_ms};
 use crate::profile::{CompiledProfile, ProfileRegistry};
@@ -71,6 +74,7 @@ pub struct AppState {
     pub auth: Authenticator,
     pub shutdown: Shutdown,
     pub leases: Arc<Leases>,
+    pub limits: ConnectionLimits,
     pub presence: Arc<Presence>,
     /// Random id of this process, part of lease holder names.
     pub replica_id: String,
@@ -177,6 +181,10 @@ pub async fn run(
         auth: Authenticator::new(&config.auth, Arc::clone(&store)),
         shutdown: Shutdown::new(Duration::from_millis(config.shutdown.drain_ms)),
         leases,
+        limits: ConnectionLimits::new(
+            config.limits.connections_per_ip,
+            config.limits.connections_per_principal,
+        ),
         presence,
         replica_id,
         config,
@@ -212,8 +220,17 @@ fn router(state: Arc<AppState>) -> Router {
         let p = Arc::clone(profile);
         router = router.route(
             &profile.spec.path,
-            any(move |st, path, query, cookies, headers, upgrade| {
-                ws::upgrade(Arc::clone(&p), st, path, query, cookies, headers, upgrade)
+            any(move |st, path, query, peer, cookies, headers, upgrade| {
+                ws::upgrade(
+                    Arc::clone(&p),
+                    st,
+                    path,
+                    query,
+                    peer,
+                    cookies,
+                    headers,
+                    upgrade,
+                )
             }),
         );
     }

@@ -1,15 +1,22 @@
-//! The WebSocket upgrade handler: authenticate per the route profile (from
+//! The route handler: Server-Sent Events for `Accept: text/event-stream` on
+//! profiles with `sse`, otherwise the WebSocket upgrade: authenticate per the route profile (from
 //! the request, or from the client's first frame), then hand the socket to a
 //! tracked [`Connection`] task.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::ConnectInfo;
 use axum::extract::rejection::PathRejection;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
+use axum::http::StatusCode;
+use axum::http::header::ACCEPT;
+use axum::response::IntoResponse;
 use axum::response::Response;
 use axum_extra::extract::CookieJar;
 use herald_shared::Principal;
@@ -19,6 +26,7 @@ use crate::AppState;
 use crate::auth::{AuthError, RequestCredentials};
 use crate::conn::{CloseReason, Connection, finish};
 use crate::profile::CompiledProfile;
+use crate::sse;
 
 /// Authentication known at upgrade time, or still to be read from the socket.
 enum Pending {
@@ -26,16 +34,45 @@ enum Pending {
     FirstMessage(AuthSource),
 }
 
+// One argument per axum extractor: the handler is the request's whole surface.
+#[allow(clippy::too_many_arguments)]
 pub async fn upgrade(
     profile: Arc<CompiledProfile>,
     State(app): State<Arc<AppState>>,
     path: Result<Path<HashMap<String, String>>, PathRejection>,
     Query(query): Query<HashMap<String, String>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     cookies: CookieJar,
     headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let path = path.map(|Path(p)| p).unwrap_or_default();
+    // Before any handshake work, so a connection storm from one address is cheap to refuse.
+    let Some(ip_slot) = app.limits.ip(peer.ip()) else {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many connections from this address",
+        )
+            .into_response();
+    };
+    let wants_sse = profile.spec.sse.is_some()
+        && headers
+            .get(ACCEPT)
+            .and_then(|a| a.to_str().ok())
+            .is_some_and(|a| a.contains("text/event-stream"));
+    if wants_sse {
+        let creds = RequestCredentials {
+            query: &query,
+            cookies: &cookies,
+            headers: &headers,
+        };
+        let auth = app.auth.authenticate(&profile.spec.auth, &creds).await;
+        return sse::serve(app, profile, auth, path, &headers, &query, Some(ip_slot)).await;
+    }
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => return rejection.into_response(),
+    };
     let creds = RequestCredentials {
         query: &query,
         cookies: &cookies,
@@ -65,6 +102,7 @@ pub async fn upgrade(
     // code (and error frame): browsers see close codes, never an HTTP status.
     ws.on_upgrade(move |mut socket| {
         tracker.track_future(async move {
+            let _ip_slot = ip_slot;
             let result = match pending {
                 Pending::Done(result) => result,
                 Pending::FirstMessage(source) => first_message_auth(&mut socket, &app, &profile, &source).await,

@@ -27,7 +27,10 @@ use herald_shared::{ENVELOPE_VERSION, Envelope, Keys, hash_secret};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+mod upstream;
+
 pub use herald_shared::{Principal, Topic, TopicError};
+pub use upstream::UpstreamMessage;
 
 /// Event type of in-flight progress updates.
 pub const PROGRESS: &str = "progress";
@@ -440,6 +443,91 @@ impl Publisher {
     ) -> Result<EventId, PublishError> {
         self.publish(&[channel_topic(org, channel)?], event, data)
             .await
+    }
+
+    /// Register a resource (a workflow run, a deployment job, an agent) so
+    /// routes with a `resource` check accept connections to it; until then
+    /// they answer `not_found`.
+    ///
+    /// ```no_run
+    /// # async fn demo(p: herald_publisher::Publisher) -> Result<(), herald_publisher::PublishError> {
+    /// use herald_publisher::Topic;
+    /// p.register_resource(&Topic::resource("workflow-run", "run-42")?).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn register_resource(&self, topic: &Topic) -> Result<(), PublishError> {
+        let () = self
+            .client
+            .set(self.keys.resource(topic.as_str()), "1", None, None, false)
+            .await?;
+        Ok(())
+    }
+
+    /// Forget a resource; new connections to it get `not_found`.
+    ///
+    /// ```no_run
+    /// # async fn demo(p: herald_publisher::Publisher) -> Result<(), herald_publisher::PublishError> {
+    /// use herald_publisher::Topic;
+    /// p.unregister_resource(&Topic::resource("workflow-run", "run-42")?).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn unregister_resource(&self, topic: &Topic) -> Result<(), PublishError> {
+        let _: i64 = self.client.del(self.keys.resource(topic.as_str())).await?;
+        Ok(())
+    }
+
+    /// Send an agent a task (`{"type":"task_assigned","task":{…}}`) wherever it
+    /// is connected (topic `res:agent:{id}`). Tasks carry credentials, so they
+    /// are never kept in history.
+    ///
+    /// ```no_run
+    /// # async fn demo(p: herald_publisher::Publisher) -> Result<(), herald_publisher::PublishError> {
+    /// p.assign_task("agent-1", &serde_json::json!({
+    ///     "taskId": "t1", "taskType": "docker.pull", "payload": {"image": "myapp"},
+    ///     "credentials": {"registry.password": "secret"}, "timeout": 300})).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn assign_task<T: Serialize + ?Sized>(
+        &self,
+        agent: &str,
+        task: &T,
+    ) -> Result<EventId, PublishError> {
+        let data = serde_json::json!({ "task": serde_json::to_value(task)? });
+        self.publish_without_history(&[Topic::resource("agent", agent)?], "task_assigned", &data)
+            .await
+    }
+
+    /// Cancel an agent's task (`{"type":"task_cancelled","taskId","reason"}`).
+    ///
+    /// ```no_run
+    /// # async fn demo(p: herald_publisher::Publisher) -> Result<(), herald_publisher::PublishError> {
+    /// p.cancel_task("agent-1", "t1", "Deployment cancelled by user").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn cancel_task(
+        &self,
+        agent: &str,
+        task_id: &str,
+        reason: &str,
+    ) -> Result<EventId, PublishError> {
+        let data = serde_json::json!({ "taskId": task_id, "reason": reason });
+        self.publish_without_history(&[Topic::resource("agent", agent)?], "task_cancelled", &data)
+            .await
+    }
+
+    async fn publish_without_history<T: Serialize + ?Sized>(
+        &self,
+        audience: &[Topic],
+        event_type: &str,
+        data: &T,
+    ) -> Result<EventId, PublishError> {
+        Self {
+            client: self.client.clone(),
+            keys: self.keys.clone(),
+            history: None,
+        }
+        .publish(audience, event_type, data)
+        .await
     }
 
     /// The grants of a user.

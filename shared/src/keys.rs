@@ -56,6 +56,16 @@ impl Keys {
         format!("{}:{{{topic}}}:history", self.prefix)
     }
 
+    /// Marker that the backend registered a resource topic (exists = known).
+    pub fn resource(&self, topic: &str) -> String {
+        format!("{}:{{{topic}}}:resource", self.prefix)
+    }
+
+    /// Stream of client frames forwarded to backends.
+    pub fn upstream(&self, stream: &str) -> String {
+        format!("{}:upstream:{{{stream}}}", self.prefix)
+    }
+
     /// Set of topics (or globs) granted to a user for client-chosen subscriptions.
     pub fn acl(&self, user: &str) -> String {
         format!("{}:{{user:{user}}}:acl", self.prefix)

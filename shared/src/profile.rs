@@ -58,6 +58,68 @@ pub struct RouteProfile {
     /// opens and its last one closes (AgentHQ's `agent.online`/`agent.offline`).
     #[serde(default)]
     pub presence: Option<PresenceSpec>,
+    /// The resource the path names (`res:workflow-run:{path.id}`): it must be
+    /// registered by the backend (else `not_found`) and allowed to the
+    /// principal like a channel (else `forbidden`).
+    #[serde(default)]
+    pub resource: Option<ResourceSpec>,
+    /// Also serve this route as Server-Sent Events to `Accept: text/event-stream`.
+    #[serde(default)]
+    pub sse: Option<SseSpec>,
+    /// Client frames forwarded to the backend through a Redis stream.
+    #[serde(default)]
+    pub upstream: Option<UpstreamSpec>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceSpec {
+    pub topic: String,
+    #[serde(default = "default_not_found_close")]
+    pub not_found_close: u16,
+    #[serde(default = "default_forbidden_close")]
+    pub forbidden_close: u16,
+}
+
+fn default_not_found_close() -> u16 {
+    4404
+}
+fn default_forbidden_close() -> u16 {
+    4403
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SseSpec {
+    /// Interval of `:` keep-alive comments.
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive_ms: u64,
+}
+
+fn default_keep_alive() -> u64 {
+    15_000
+}
+
+/// Client frames of these types go to the Redis stream `stream`, as
+/// `{source, sub, received_ms, frame}`; anything else is answered with an
+/// error frame and never forwarded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSpec {
+    /// Stream name (`herald:upstream:{NAME}`).
+    pub stream: String,
+    /// Accepted frame types (`task_progress`, `task_log`, `task_completed`).
+    pub types: Vec<String>,
+    /// Template naming the sender (`{path.id}`: the agent).
+    #[serde(default = "default_presence_key")]
+    pub source: String,
+    /// Largest forwarded frame, in bytes.
+    #[serde(default = "default_upstream_max")]
+    pub max_bytes: usize,
+}
+
+fn default_upstream_max() -> usize {
+    16 * 1024
 }
 
 /// Cluster-wide presence of a key (an agent): exactly one online event when
@@ -162,6 +224,9 @@ pub struct ErrorFrameSpec {
     pub code_field: String,
     #[serde(default = "default_message_field")]
     pub message_field: String,
+    /// Timestamp field of error frames, when the frame shape has none.
+    #[serde(default)]
+    pub timestamp_field: Option<String>,
     /// Wire codes replacing the default ones, by default code
     /// (`{ conflict = "CLIENT_ID_IN_USE" }`).
     #[serde(default)]
@@ -181,6 +246,7 @@ impl Default for ErrorFrameSpec {
             event_type: default_error_type(),
             code_field: default_code_field(),
             message_field: default_message_field(),
+            timestamp_field: None,
             codes: BTreeMap::new(),
         }
     }
@@ -333,6 +399,9 @@ pub struct HeartbeatSpec {
     /// `type` of the ping frame.
     #[serde(default = "default_ping")]
     pub ping_type: String,
+    /// Timestamp field of the ping frame, when the frame shape has none.
+    #[serde(default)]
+    pub timestamp_field: Option<String>,
     /// Close code when the client stops answering.
     #[serde(default = "default_heartbeat_close")]
     pub close_code: u16,
@@ -390,6 +459,8 @@ pub enum UnknownFrame {
     /// Drop it silently (docsfy: "Client messages other than valid JSON pong are ignored").
     #[default]
     Ignore,
+    /// Answer with a `bad_request` error frame (needs `errors`).
+    Error,
 }
 
 /// Close codes for the gateway's own reasons.
@@ -574,6 +645,39 @@ impl RouteProfile {
                     "online and offline event types must not be empty".to_owned(),
                 );
             }
+        }
+        if let Some(r) = &self.resource {
+            check_template(&r.topic, &params).or_else(|r| err("resource.topic", r))?;
+            check_close_code(r.not_found_close).or_else(|r| err("resource.not_found_close", r))?;
+            check_close_code(r.forbidden_close).or_else(|r| err("resource.forbidden_close", r))?;
+        }
+        if let Some(u) = &self.upstream {
+            if u.stream.is_empty()
+                || !u
+                    .stream
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return err(
+                    "upstream.stream",
+                    "must be letters, digits, `-` or `_`".to_owned(),
+                );
+            }
+            check_template(&u.source, &params).or_else(|r| err("upstream.source", r))?;
+            if u.types.is_empty() || u.max_bytes == 0 {
+                return err(
+                    "upstream",
+                    "types must not be empty and max_bytes must be positive".to_owned(),
+                );
+            }
+        }
+        if let Some(s) = &self.sse
+            && s.keep_alive_ms == 0
+        {
+            return err("sse.keep_alive_ms", "must be greater than zero".to_owned());
+        }
+        if self.on_unknown == UnknownFrame::Error && self.errors.is_none() {
+            return err("on_unknown", "`error` needs an `errors` section".to_owned());
         }
         if let Some(snap) = &self.snapshot {
             if snap.event_type.is_empty() {

@@ -171,7 +171,7 @@ async fn failed_authentication_closes_with_an_error() -> Result<()> {
 mod presence {
     use super::*;
     use herald_publisher::Topic;
-    use herald_tests::{default_config, wait_until};
+    use herald_tests::{profile_config, wait_until};
 
     fn agent(sub: &str) -> Principal {
         let mut p = agent_key(sub, "acme");
@@ -243,7 +243,7 @@ mod presence {
 
     #[tokio::test]
     async fn an_agent_on_a_killed_replica_goes_offline_once_within_the_lease() -> Result<()> {
-        let config = default_config().replace("lease_ms = 10000", "lease_ms = 1500");
+        let config = profile_config("agenthq", &[("lease_ms = 10000", "lease_ms = 1500")]);
         let mut c = Cluster::start(2, Some(config)).await?;
         c.publisher
             .add_api_key("ahq_agent8", &agent("agent-8"))

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use herald_publisher::{Principal, Topic};
-use herald_tests::{ADMIN_KEY, Closed, Cluster, WsClient, default_config};
+use herald_tests::{ADMIN_KEY, Closed, Cluster, WsClient};
 use serde_json::{Value, json};
 
 fn principal(sub: &str, roles: &[&str]) -> Principal {
@@ -303,9 +303,13 @@ async fn grant_and_revoke_trigger_a_new_sync() -> Result<()> {
 }
 
 fn short_heartbeat_config() -> String {
-    default_config()
-        .replace("interval_ms = 30000", "interval_ms = 400")
-        .replace("\ntimeout_ms = 10000", "\ntimeout_ms = 150")
+    herald_tests::profile_config(
+        "docsfy",
+        &[
+            ("interval_ms = 30000", "interval_ms = 400"),
+            ("\ntimeout_ms = 10000", "\ntimeout_ms = 150"),
+        ],
+    )
 }
 
 #[tokio::test]

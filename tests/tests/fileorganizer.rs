@@ -4,7 +4,7 @@
 
 use anyhow::Result;
 use herald_publisher::{Principal, Topic};
-use herald_tests::{Closed, Cluster, WsClient, default_config, wait_until};
+use herald_tests::{Closed, Cluster, WsClient, profile_config, wait_until};
 use serde_json::{Value, json};
 
 async fn connect(c: &Cluster, replica: usize, client_id: &str, key: &str) -> Result<WsClient> {
@@ -142,7 +142,7 @@ async fn a_live_client_id_is_refused_on_any_replica_and_freed_on_close() -> Resu
 
 #[tokio::test]
 async fn a_client_id_held_by_a_killed_replica_frees_within_the_lease() -> Result<()> {
-    let config = default_config().replace("lease_ms = 10000", "lease_ms = 1500");
+    let config = profile_config("fileorganizer", &[("lease_ms = 10000", "lease_ms = 1500")]);
     let mut c = cluster(Some(config)).await?;
     let _held = connect(&c, 0, "crash-1", "fo-alice").await?;
     wait_until("lease taken", || lease_exists(&c, "crash-1")).await?;

@@ -5,8 +5,8 @@
 use anyhow::Result;
 use herald_publisher::Topic;
 use herald_tests::{
-    ADMIN_KEY, Cluster, Gateway, GatewayOptions, WsClient, default_config, gateway_binary, jwt,
-    scratch_dir, unix_now,
+    ADMIN_KEY, Cluster, Gateway, GatewayOptions, WsClient, gateway_binary, jwt, scratch_dir,
+    unix_now,
 };
 use serde_json::json;
 
@@ -79,7 +79,8 @@ async fn invalid_configuration_is_refused_naming_the_key() -> Result<()> {
             "{text:?}: error does not name {key}: {stderr}"
         );
     }
-    let docsfy_bad_heartbeat = default_config().replace("\ntimeout_ms = 10000", "\ntimeout_ms = 0");
+    let docsfy_bad_heartbeat =
+        herald_tests::profile_config("docsfy", &[("\ntimeout_ms = 10000", "\ntimeout_ms = 0")]);
     let (ok, stderr) = check(&docsfy_bad_heartbeat, &[]).await?;
     assert!(
         !ok && stderr.contains("profiles[0].heartbeat.timeout_ms"),

@@ -4,7 +4,7 @@
 
 use anyhow::Result;
 use herald_publisher::{Principal, Topic};
-use herald_tests::{Closed, Cluster, WsClient, default_config, jwt, jwt_with_topics, unix_now};
+use herald_tests::{Closed, Cluster, WsClient, jwt, jwt_with_topics, profile_config, unix_now};
 use serde_json::{Value, json};
 
 fn project_topic(channel: &str) -> Result<Topic> {
@@ -217,7 +217,10 @@ async fn revoke_drops_a_live_subscription_on_another_replica() -> Result<()> {
 
 #[tokio::test]
 async fn channel_names_and_counts_are_limited() -> Result<()> {
-    let config = default_config().replace("max_per_connection = 100", "max_per_connection = 2");
+    let config = profile_config(
+        "kubegen",
+        &[("max_per_connection = 100", "max_per_connection = 2")],
+    );
     let c = Cluster::start(1, Some(config)).await?;
     let mut ws = connect(&c, 0, &jwt("root", None, &["admin"], unix_now() + 600)).await?;
     for bad in ["a:b", "has space", "", &"x".repeat(129)] {
@@ -241,9 +244,13 @@ async fn channel_names_and_counts_are_limited() -> Result<()> {
 
 #[tokio::test]
 async fn server_pings_with_a_timestamp_and_closes_silent_clients() -> Result<()> {
-    let config = default_config()
-        .replace("interval_ms = 30000", "interval_ms = 400")
-        .replace("\ntimeout_ms = 10000", "\ntimeout_ms = 150");
+    let config = profile_config(
+        "kubegen",
+        &[
+            ("interval_ms = 30000", "interval_ms = 400"),
+            ("\ntimeout_ms = 10000", "\ntimeout_ms = 150"),
+        ],
+    );
     let c = Cluster::start(1, Some(config)).await?;
     let mut ws = connect(&c, 0, &dev_token()).await?;
     let ping = ws.next_json().await?;

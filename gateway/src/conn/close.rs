@@ -25,9 +25,18 @@ pub enum CloseReason {
     /// The profile's exclusive key (a `client_id`) is held by another live
     /// connection, or is not a usable key.
     Conflict(&'static str),
+    /// The path's resource was never registered by the backend.
+    NotFound,
+    /// The principal may not see the path's resource.
+    Forbidden,
+    /// Too many connections for this principal (`limits.connections_per_principal`).
+    RateLimited,
     /// The broker or store failed.
     Internal,
 }
+
+/// Close code of `rate_limited` refusals.
+pub const RATE_LIMITED_CLOSE: u16 = 4429;
 
 impl CloseReason {
     /// Metric label.
@@ -42,6 +51,9 @@ impl CloseReason {
             Self::Shutdown => "shutdown",
             Self::Unauthorized(_) => "unauthorized",
             Self::Conflict(_) => "conflict",
+            Self::NotFound => "not_found",
+            Self::Forbidden => "forbidden",
+            Self::RateLimited => "rate_limited",
             Self::Internal => "internal_error",
         }
     }
@@ -65,6 +77,21 @@ impl CloseReason {
                 profile.exclusive.as_ref().map_or(4409, |e| e.close_code),
                 message,
             ),
+            Self::NotFound => (
+                profile
+                    .resource
+                    .as_ref()
+                    .map_or(4404, |r| r.not_found_close),
+                "not found",
+            ),
+            Self::Forbidden => (
+                profile
+                    .resource
+                    .as_ref()
+                    .map_or(4403, |r| r.forbidden_close),
+                "forbidden",
+            ),
+            Self::RateLimited => (RATE_LIMITED_CLOSE, "too many connections"),
             Self::Internal => (close_code::ERROR, "internal error"),
         };
         Some(CloseFrame {
@@ -79,6 +106,9 @@ impl CloseReason {
         match self {
             Self::Unauthorized(message) => Some(("unauthorized", message)),
             Self::Conflict(message) => Some(("conflict", message)),
+            Self::NotFound => Some(("not_found", "Resource not found")),
+            Self::Forbidden => Some(("forbidden", "No access to resource")),
+            Self::RateLimited => Some(("rate_limited", "Too many connections")),
             Self::Internal => Some(("internal_error", "Server error")),
             _ => None,
         }

@@ -80,6 +80,7 @@ mod tests {
             timeout_ms: 10_000,
             max_missed: 2,
             ping_type: "ping".into(),
+            timestamp_field: None,
             close_code: 1001,
             close_reason: "x".into(),
         }

@@ -18,18 +18,19 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::SinkExt;
 use herald_shared::Principal;
 use herald_shared::envelope::{CONTROL_RESYNC, CONTROL_REVOKE};
-use herald_shared::profile::Command;
+use herald_shared::profile::{Command, UnknownFrame};
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout};
 
 use crate::AppState;
 use crate::hub::Subscriber;
+use crate::limits::Slot;
 use crate::profile::CompiledProfile;
 use crate::profile::wire::{PreparedEvent, encode_ack, encode_error, encode_event, now_ms};
 
 use channels::{Channels, Refusal};
-pub use close::CloseReason;
+pub use close::{CloseReason, RATE_LIMITED_CLOSE};
 use heartbeat::{Heartbeat, Tick};
 
 /// Events written per flush at most, so a busy topic cannot starve the
@@ -55,8 +56,13 @@ impl Connection {
         metrics.connections.increment(1.0);
         let (sub, rx) = Subscriber::new(self.app.config.limits.outbound_queue);
         let holder = format!("{}-{}", self.app.replica_id, sub.id);
-        let reason = match self.take_lease(&holder).await {
-            Ok(lease) => {
+        let admitted = admit(&self.app, &self.profile, &self.principal, &self.path).await;
+        let reason = match async {
+            Ok::<_, CloseReason>((admitted?, self.take_lease(&holder).await?))
+        }
+        .await
+        {
+            Ok((_slot, lease)) => {
                 let present = self.join_presence(&holder).await;
                 let reason = self.run(&mut socket, &sub, rx).await;
                 if present {
@@ -358,6 +364,10 @@ impl Connection {
                 }
                 Ok(())
             }
+            None if self.upstream_type(kind) => self.forward_upstream(text).await,
+            None if self.profile.spec.on_unknown == UnknownFrame::Error => {
+                Err(Refusal::BadRequest("Unknown message type"))
+            }
             None => Ok(()),
         };
         match outcome {
@@ -366,11 +376,45 @@ impl Connection {
         }
     }
 
+    fn upstream_type(&self, kind: &str) -> bool {
+        self.profile
+            .spec
+            .upstream
+            .as_ref()
+            .is_some_and(|u| u.types.iter().any(|t| t == kind))
+    }
+
+    /// Forward a client frame to the backend's upstream stream.
+    async fn forward_upstream(&self, text: &str) -> Result<(), Refusal> {
+        let Some(spec) = &self.profile.spec.upstream else {
+            return Ok(());
+        };
+        if text.len() > spec.max_bytes {
+            return Err(Refusal::BadRequest("Message too large"));
+        }
+        let source = self
+            .profile
+            .upstream_source(&self.principal, &self.path)
+            .unwrap_or_default();
+        let fields = vec![
+            ("source", source),
+            ("sub", self.principal.sub.clone()),
+            ("received_ms", now_ms().to_string()),
+            ("frame", text.to_owned()),
+        ];
+        self.app
+            .store
+            .upstream_append(&spec.stream, fields)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "cannot forward upstream");
+                Refusal::Internal
+            })
+    }
+
     /// The profile's error frame, when it has error frames.
-    fn error_frame(&self, (code, message): (&str, &str)) -> Option<Utf8Bytes> {
-        let errors = self.profile.spec.errors.as_ref()?;
-        let shape = &self.app.profiles.shapes[self.profile.shape];
-        Some(encode_error(shape, errors, code, message, now_ms()))
+    fn error_frame(&self, error: (&str, &str)) -> Option<Utf8Bytes> {
+        error_frame(&self.app, &self.profile, error)
     }
 
     /// The snapshot frame: the first stored snapshot of the profile's topics,
@@ -405,6 +449,43 @@ impl Connection {
     }
 }
 
+/// Checks made once the principal is known, for WebSocket and SSE alike:
+/// the per-principal connection cap, then the path's resource (registered,
+/// then allowed). The slot keeps the connection counted until dropped.
+pub async fn admit(
+    app: &AppState,
+    profile: &CompiledProfile,
+    principal: &Principal,
+    path: &HashMap<String, String>,
+) -> Result<Slot<String>, CloseReason> {
+    let slot = app
+        .limits
+        .principal(&principal.sub)
+        .ok_or(CloseReason::RateLimited)?;
+    if let Some(topic) = profile.resource_topic(principal, path) {
+        let Ok(topic) = topic else {
+            return Err(CloseReason::NotFound);
+        };
+        match app.store.resource_exists(topic.as_str()).await {
+            Ok(true) => {}
+            Ok(false) => return Err(CloseReason::NotFound),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check resource");
+                return Err(CloseReason::Internal);
+            }
+        }
+        match app.auth.may_subscribe(principal, &topic).await {
+            Ok(true) => {}
+            Ok(false) => return Err(CloseReason::Forbidden),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check grants");
+                return Err(CloseReason::Internal);
+            }
+        }
+    }
+    Ok(slot)
+}
+
 /// End a connection: the profile's error frame when the reason has one, then
 /// the close frame, then a short wait for the client's close reply.
 pub async fn finish(
@@ -413,13 +494,30 @@ pub async fn finish(
     profile: &CompiledProfile,
     reason: CloseReason,
 ) {
-    if let (Some(spec), Some((code, message))) = (&profile.spec.errors, reason.error()) {
-        let shape = &app.profiles.shapes[profile.shape];
-        let frame = encode_error(shape, spec, code, message, now_ms());
+    if let Some(frame) = reason.error().and_then(|e| error_frame(app, profile, e)) {
         let deadline = Duration::from_millis(app.config.limits.write_timeout_ms);
         let _ = timeout(deadline, socket.send(Message::Text(frame))).await;
     }
     close(socket, reason.frame(&profile.spec)).await;
+}
+
+/// The profile's error frame for `(code, message)`, if it has error frames.
+pub fn error_frame(
+    app: &AppState,
+    profile: &CompiledProfile,
+    (code, message): (&str, &str),
+) -> Option<Utf8Bytes> {
+    let errors = profile.spec.errors.as_ref()?;
+    let shape = &app.profiles.shapes[profile.shape];
+    let frame = match &errors.timestamp_field {
+        Some(field) if shape.timestamp_field.is_none() => {
+            let mut with_ts = shape.clone();
+            with_ts.timestamp_field = Some(field.clone());
+            encode_error(&with_ts, errors, code, message, now_ms())
+        }
+        _ => encode_error(shape, errors, code, message, now_ms()),
+    };
+    Some(frame)
 }
 
 /// Time from now until a Unix timestamp in seconds (zero if past).

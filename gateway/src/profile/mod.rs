@@ -153,6 +153,30 @@ impl CompiledProfile {
             .and_then(|t| Topic::parse(&t).ok())
     }
 
+    /// The path's resource topic, if the profile names one.
+    pub fn resource_topic(
+        &self,
+        who: &Principal,
+        path: &HashMap<String, String>,
+    ) -> Option<Result<Topic, TopicError>> {
+        let spec = self.spec.resource.as_ref()?;
+        let rendered = render(&spec.topic, who, path)
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        Some(Topic::parse(&rendered))
+    }
+
+    /// Who sent an upstream frame (`{path.id}`: the agent).
+    pub fn upstream_source(
+        &self,
+        who: &Principal,
+        path: &HashMap<String, String>,
+    ) -> Option<String> {
+        let spec = self.spec.upstream.as_ref()?;
+        render(&spec.source, who, path).into_iter().next()
+    }
+
     /// The exclusive key of this connection (`client_id`), if the profile has one.
     /// `Some(None)` when the key cannot be used (bad characters).
     pub fn exclusive_key(

@@ -97,4 +97,29 @@ impl Store for MemoryStore {
         }
         ready(Ok(())).boxed()
     }
+
+    /// Embedded mode has no backend registry: every resource exists.
+    fn resource_exists<'a>(&'a self, _topic: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        ready(Ok(true)).boxed()
+    }
+
+    fn upstream_append<'a>(
+        &'a self,
+        _stream: &'a str,
+        _fields: Vec<(&'static str, String)>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        ready(Err(StoreError::Unavailable(
+            "upstream streams need Redis".to_owned(),
+        )))
+        .boxed()
+    }
+
+    fn history_after<'a>(
+        &'a self,
+        _topic: &'a str,
+        _after: &'a str,
+        _count: usize,
+    ) -> BoxFuture<'a, Result<Vec<(String, String)>, StoreError>> {
+        ready(Ok(Vec::new())).boxed()
+    }
 }

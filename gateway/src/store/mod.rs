@@ -31,6 +31,21 @@ pub trait Store: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Option<Principal>, StoreError>>;
     /// The stored snapshot JSON of a topic.
     fn snapshot<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<Option<String>, StoreError>>;
+    /// Whether the backend registered a resource topic.
+    fn resource_exists<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// Append a forwarded client frame to an upstream stream.
+    fn upstream_append<'a>(
+        &'a self,
+        stream: &'a str,
+        fields: Vec<(&'static str, String)>,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// The history of a topic after `after` (exclusive): `(offset, envelope JSON)`.
+    fn history_after<'a>(
+        &'a self,
+        topic: &'a str,
+        after: &'a str,
+        count: usize,
+    ) -> BoxFuture<'a, Result<Vec<(String, String)>, StoreError>>;
     /// Topic globs granted to a user for client-chosen subscriptions.
     fn grants<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>>;
     /// Take an exclusive lease for `ttl_ms` unless another holder has it.

@@ -1,6 +1,8 @@
 //! Redis-backed store, on the same keys `herald-publisher` writes.
 
-use fred::interfaces::{KeysInterface, LuaInterface, SetsInterface};
+use fred::interfaces::{KeysInterface, LuaInterface, SetsInterface, StreamsInterface};
+use std::collections::HashMap;
+
 use fred::prelude::Client;
 use futures_util::future::{BoxFuture, FutureExt};
 use herald_shared::{Keys, Principal};
@@ -148,6 +150,65 @@ impl Store for RedisStore {
                 .await
                 .map_err(unavailable)?;
             Ok(())
+        }
+        .boxed()
+    }
+
+    fn resource_exists<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        async move {
+            let n: i64 = self
+                .client
+                .exists(self.keys.resource(topic))
+                .await
+                .map_err(unavailable)?;
+            Ok(n > 0)
+        }
+        .boxed()
+    }
+
+    fn upstream_append<'a>(
+        &'a self,
+        stream: &'a str,
+        fields: Vec<(&'static str, String)>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        async move {
+            let _: String = self
+                .client
+                .xadd(
+                    self.keys.upstream(stream),
+                    false,
+                    ("MAXLEN", "~", 100_000),
+                    "*",
+                    fields,
+                )
+                .await
+                .map_err(unavailable)?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn history_after<'a>(
+        &'a self,
+        topic: &'a str,
+        after: &'a str,
+        count: usize,
+    ) -> BoxFuture<'a, Result<Vec<(String, String)>, StoreError>> {
+        async move {
+            let entries: Vec<(String, HashMap<String, String>)> = self
+                .client
+                .xrange(
+                    self.keys.history(topic),
+                    format!("({after}"),
+                    "+",
+                    Some(count as u64),
+                )
+                .await
+                .map_err(unavailable)?;
+            Ok(entries
+                .into_iter()
+                .filter_map(|(id, mut f)| f.remove("e").map(|e| (id, e)))
+                .collect())
         }
         .boxed()
     }

@@ -92,6 +92,44 @@ enum Cmd {
         #[arg(long)]
         data: String,
     },
+    /// Register a resource (`res:workflow-run:42`) so its routes accept connections.
+    RegisterResource {
+        #[arg(long)]
+        topic: String,
+    },
+    /// Send an agent a task (task_assigned); --task is the task object.
+    AssignTask {
+        #[arg(long)]
+        agent: String,
+        #[arg(long)]
+        task: String,
+    },
+    /// Cancel an agent's task (task_cancelled).
+    CancelTask {
+        #[arg(long)]
+        agent: String,
+        #[arg(long)]
+        task_id: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Read client frames forwarded upstream (one JSON line each); with --ack
+    /// they are acknowledged after printing.
+    Consume {
+        #[arg(long, default_value = "agent-tasks")]
+        stream: String,
+        #[arg(long, default_value = "heraldctl")]
+        group: String,
+        #[arg(long, default_value = "heraldctl-1")]
+        consumer: String,
+        #[arg(long, default_value_t = 100)]
+        count: u64,
+        /// Wait this long for a message when none is pending.
+        #[arg(long, default_value_t = 0)]
+        block_ms: u64,
+        #[arg(long)]
+        ack: bool,
+    },
     /// Manage API keys (stored hashed).
     Apikey {
         #[command(subcommand)]
@@ -169,6 +207,50 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Cmd::Resync { user } => publisher.resync(&user).await?,
+        Cmd::RegisterResource { topic } => {
+            publisher.register_resource(&Topic::parse(&topic)?).await?
+        }
+        Cmd::AssignTask { agent, task } => {
+            println!("{}", publisher.assign_task(&agent, &json(&task)?).await?)
+        }
+        Cmd::CancelTask {
+            agent,
+            task_id,
+            reason,
+        } => {
+            println!(
+                "{}",
+                publisher.cancel_task(&agent, &task_id, &reason).await?
+            )
+        }
+        Cmd::Consume {
+            stream,
+            group,
+            consumer,
+            count,
+            block_ms,
+            ack,
+        } => {
+            let block = (block_ms > 0).then(|| Duration::from_millis(block_ms));
+            let batch = publisher
+                .consume(&stream, &group, &consumer, count, block)
+                .await?;
+            for m in &batch {
+                let line = serde_json::json!({
+                    "id": m.id, "source": m.source, "sub": m.sub, "received_ms": m.received_ms, "frame": m.frame
+                });
+                println!("{line}");
+            }
+            if ack {
+                publisher
+                    .ack(
+                        &stream,
+                        &group,
+                        &batch.iter().map(|m| m.id.clone()).collect::<Vec<_>>(),
+                    )
+                    .await?;
+            }
+        }
         Cmd::BroadcastOrg {
             org,
             event_type,
