@@ -92,12 +92,18 @@ impl std::fmt::Debug for AppState {
 impl AppState {
     /// The heartbeat ping frame of a profile.
     pub fn ping_frame(&self, profile: &CompiledProfile) -> Utf8Bytes {
-        let ping_type = profile
-            .spec
-            .heartbeat
-            .as_ref()
-            .map_or("ping", |h| h.ping_type.as_str());
-        encode_bare(&self.profiles.shapes[profile.shape], ping_type, now_ms())
+        let shape = &self.profiles.shapes[profile.shape];
+        let Some(hb) = &profile.spec.heartbeat else {
+            return encode_bare(shape, "ping", now_ms());
+        };
+        match &hb.timestamp_field {
+            Some(field) if shape.timestamp_field.is_none() => {
+                let mut with_ts = shape.clone();
+                with_ts.timestamp_field = Some(field.clone());
+                encode_bare(&with_ts, &hb.ping_type, now_ms())
+            }
+            _ => encode_bare(shape, &hb.ping_type, now_ms()),
+        }
     }
 }
 

@@ -330,13 +330,26 @@ impl Connection {
         heartbeat: Option<&mut Heartbeat>,
         channels: &mut Channels,
     ) -> Result<(), CloseReason> {
+        let strict = self.profile.spec.on_unknown == UnknownFrame::Error;
         let Ok(serde_json::Value::Object(frame)) = serde_json::from_str::<serde_json::Value>(text)
         else {
-            return Ok(());
+            return match strict {
+                true => {
+                    self.refuse(socket, Refusal::BadRequest("Invalid JSON"))
+                        .await
+                }
+                false => Ok(()),
+            };
         };
         let Some(serde_json::Value::String(kind)) = frame.get(&self.profile.spec.frame.type_field)
         else {
-            return Ok(());
+            return match strict {
+                true => {
+                    self.refuse(socket, Refusal::BadRequest("Missing message type"))
+                        .await
+                }
+                false => Ok(()),
+            };
         };
         let channel = || {
             let field = self
@@ -374,6 +387,10 @@ impl Connection {
             Ok(()) => Ok(()),
             Err(refusal) => self.write(socket, self.error_frame(refusal.error())).await,
         }
+    }
+
+    async fn refuse(&self, socket: &mut WebSocket, refusal: Refusal) -> Result<(), CloseReason> {
+        self.write(socket, self.error_frame(refusal.error())).await
     }
 
     fn upstream_type(&self, kind: &str) -> bool {
