@@ -490,3 +490,55 @@ mod agent {
         Ok(())
     }
 }
+
+#[tokio::test]
+async fn connections_beyond_the_per_address_limit_are_refused_before_the_handshake() -> Result<()> {
+    let config = "[limits]\nconnections_per_ip = 1\n".to_owned();
+    let c = Cluster::start(1, Some(config)).await?;
+    let url = c
+        .gw(0)
+        .ws_url(&format!("/api/v1/dashboard/stream?token={}", ops_token()));
+    let first = WsClient::connect(&url).await?;
+    let refused = WsClient::connect(&url)
+        .await
+        .expect_err("second connection from 127.0.0.1");
+    assert!(refused.to_string().contains("429"), "{refused}");
+    first.close().await;
+    herald_tests::wait_until("slot freed", || async {
+        WsClient::connect(&url).await.is_ok()
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn sse_streams_send_keep_alive_comments() -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = profile_config(
+        "stellaops-dashboard",
+        &[("keep_alive_ms = 15000", "keep_alive_ms = 200")],
+    );
+    let c = Cluster::start(1, Some(config)).await?;
+    let mut s = tokio::net::TcpStream::connect(&c.gw(0).addr).await?;
+    let req = format!(
+        "GET /api/v1/dashboard/stream HTTP/1.0\r\nAccept: text/event-stream\r\nAuthorization: Bearer {}\r\n\r\n",
+        ops_token()
+    );
+    s.write_all(req.as_bytes()).await?;
+    let mut seen = Vec::new();
+    tokio::time::timeout(herald_tests::EVENT_TIMEOUT, async {
+        let mut buf = [0u8; 1024];
+        while !String::from_utf8_lossy(&seen).contains("\n:") {
+            let n = s.read(&mut buf).await?;
+            anyhow::ensure!(n > 0, "stream ended");
+            seen.extend_from_slice(&buf[..n]);
+        }
+        Ok(())
+    })
+    .await??;
+    assert!(
+        String::from_utf8_lossy(&seen).starts_with("HTTP/1.0 200")
+            || String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 200")
+    );
+    Ok(())
+}
