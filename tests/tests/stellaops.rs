@@ -542,3 +542,44 @@ async fn sse_streams_send_keep_alive_comments() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn heraldctl_consume_shows_forwarded_frames() -> Result<()> {
+    let c = Cluster::start(1, None).await?;
+    registered(&c, "agent", "agent-3").await?;
+    let mut agent = WsClient::connect(&c.gw(0).ws_url(&format!(
+        "/api/v1/agents/agent-3/task-stream?token={}",
+        ops_token()
+    )))
+    .await?;
+    c.subscribers_become("res:agent:agent-3", 1).await?;
+    agent
+        .send_json(&json!({"type": "task_progress", "taskId": "t-9", "progress": 10}))
+        .await?;
+    let heraldctl = herald_tests::gateway_binary().with_file_name("heraldctl");
+    let out = tokio::process::Command::new(heraldctl)
+        .args([
+            "--redis",
+            &c.redis.url(),
+            "consume",
+            "--group",
+            "ops",
+            "--block-ms",
+            "5000",
+            "--ack",
+        ])
+        .output()
+        .await?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim())?;
+    assert_eq!(line["source"], "agent-3");
+    assert_eq!(
+        line["frame"],
+        json!({"type": "task_progress", "taskId": "t-9", "progress": 10})
+    );
+    Ok(())
+}
