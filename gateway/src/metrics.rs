@@ -24,6 +24,7 @@ const BROKER_INVALID: &str = "herald_broker_invalid_messages_total";
 const BROKER_LAGGED: &str = "herald_broker_lagged_messages_total";
 const BROKER_RECONNECTS: &str = "herald_broker_reconnects_total";
 const BROKER_CONNECTED: &str = "herald_broker_connected";
+const BROKER_REPAIRED: &str = "herald_broker_repaired_messages_total";
 const TOPICS: &str = "herald_topics_subscribed";
 const AUTH_FAILURES: &str = "herald_auth_failures_total";
 
@@ -63,6 +64,10 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
         "Broker messages lost because the receiver lagged."
     );
     describe_counter!(BROKER_RECONNECTS, "Broker reconnections.");
+    describe_counter!(
+        BROKER_REPAIRED,
+        "Messages recovered from history after a broker reconnect."
+    );
     describe_gauge!(
         BROKER_CONNECTED,
         "1 when the broker is connected and subscribed."
@@ -131,6 +136,10 @@ pub fn broker_invalid_message() {
 
 pub fn broker_lagged(n: u64) {
     counter!(BROKER_LAGGED).increment(n);
+}
+
+pub fn broker_repaired(n: u64) {
+    counter!(BROKER_REPAIRED).increment(n);
 }
 
 pub fn broker_reconnect() {

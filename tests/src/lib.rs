@@ -77,16 +77,28 @@ pub struct RedisServer {
     port: u16,
     child: Option<Child>,
     dir: PathBuf,
+    extra: Vec<String>,
 }
 
 impl RedisServer {
     pub async fn start() -> Result<Self> {
+        Self::start_with(&[]).await
+    }
+
+    /// With an append-only file fsynced on every write: a SIGKILL loses nothing.
+    pub async fn start_persistent() -> Result<Self> {
+        Self::start_with(&["--appendonly", "yes", "--appendfsync", "always"]).await
+    }
+
+    async fn start_with(extra: &[&str]) -> Result<Self> {
         let dir = scratch_dir("redis");
+        let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
         for _ in 0..5 {
             let mut server = Self {
                 port: free_port(),
                 child: None,
                 dir: dir.clone(),
+                extra: extra.clone(),
             };
             if server.spawn().await.is_ok() {
                 return Ok(server);
@@ -104,9 +116,12 @@ impl RedisServer {
                 "127.0.0.1",
                 "--save",
                 "",
-                "--appendonly",
-                "no",
             ])
+            .args(if self.extra.is_empty() {
+                vec!["--appendonly".to_owned(), "no".to_owned()]
+            } else {
+                self.extra.clone()
+            })
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::piped())
@@ -529,7 +544,11 @@ pub struct Cluster {
 impl Cluster {
     /// `n` replicas with the bundled configuration (or `config`).
     pub async fn start(n: usize, config: Option<String>) -> Result<Self> {
-        let redis = RedisServer::start().await?;
+        Self::on(RedisServer::start().await?, n, config).await
+    }
+
+    /// `n` replicas on a given Redis.
+    pub async fn on(redis: RedisServer, n: usize, config: Option<String>) -> Result<Self> {
         let mut gateways = Vec::new();
         for _ in 0..n {
             let gw = Gateway::start(GatewayOptions {

@@ -12,13 +12,14 @@
 //!   the pub/sub connection itself and reports not-ready when it fails.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
 use fred::clients::SubscriberClient;
-use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
+use fred::interfaces::{ClientLike, EventInterface, PubsubInterface, StreamsInterface};
 use fred::prelude::{Builder, Client, Config as FredConfig, ReconnectPolicy, TcpConfig};
 use fred::types::RespVersion;
 use fred::types::config::{ConnectionConfig, PerformanceConfig};
@@ -48,6 +49,11 @@ pub struct RedisBroker {
     /// tracking resubscribes empty sets and errors in cluster mode).
     channels: Mutex<BTreeSet<String>>,
     ready: AtomicBool,
+    /// Per-topic offsets for repairing gaps after a reconnect.
+    continuity: Mutex<Continuity>,
+    /// When the connection was last seen failing (Unix ms), for topics whose
+    /// offset is unknown.
+    down_since: AtomicI64,
     sink: OnceLock<Weak<dyn EventSink>>,
     stop: CancellationToken,
 }
@@ -102,6 +108,8 @@ impl RedisBroker {
             keys,
             channels: Mutex::new(BTreeSet::new()),
             ready: AtomicBool::new(false),
+            continuity: Mutex::new(Continuity::default()),
+            down_since: AtomicI64::new(0),
             sink: OnceLock::new(),
             stop: CancellationToken::new(),
         });
@@ -141,15 +149,89 @@ impl RedisBroker {
                         continue;
                     };
                     metrics::broker_message();
-                    if let Some(sink) = self.sink.get().and_then(Weak::upgrade) {
-                        sink.deliver(topic, Bytes::copy_from_slice(bytes));
-                    }
+                    self.on_message(topic, Bytes::copy_from_slice(bytes));
                 }
                 Err(RecvError::Lagged(n)) => {
                     metrics::broker_lagged(n);
                     tracing::warn!(lost = n, "broker receiver lagged; messages were lost");
                 }
                 Err(RecvError::Closed) => return,
+            }
+        }
+    }
+
+    fn continuity(&self) -> std::sync::MutexGuard<'_, Continuity> {
+        self.continuity.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A live message: held back while its topic is being repaired, dropped
+    /// when its offset was already delivered, otherwise handed to the hub.
+    /// Delivery happens under the lock so repair and live traffic of a topic
+    /// keep their order.
+    fn on_message(&self, topic: &str, payload: Bytes) {
+        let Some(sink) = self.sink.get().and_then(Weak::upgrade) else {
+            return;
+        };
+        let offset = offset_of(&payload);
+        let mut c = self.continuity();
+        if let Some(held) = c.recovering.get_mut(topic) {
+            held.push((offset, payload));
+            return;
+        }
+        if c.advance(topic, offset, id_of(&payload)) {
+            sink.deliver(topic, payload);
+        } else {
+            metrics::dropped("duplicate");
+        }
+    }
+
+    /// After a reconnect: deliver, in order, what each topic's history holds
+    /// after the last offset delivered, then what arrived live meanwhile.
+    async fn repair(&self, topics: &[String]) {
+        let Some(sink) = self.sink.get().and_then(Weak::upgrade) else {
+            return;
+        };
+        let down_since = self.down_since.load(Ordering::Acquire);
+        for topic in topics {
+            let after = match self.continuity().last.get(topic) {
+                Some((ms, seq)) => format!("{ms}-{seq}"),
+                // Offset unknown: from shortly before the outage began.
+                None => format!("{}-0", (down_since - 1000).max(0)),
+            };
+            let entries: Result<Vec<(String, HashMap<String, String>)>, _> = self
+                .commands
+                .xrange(
+                    self.keys.history(topic),
+                    format!("({after}"),
+                    "+",
+                    Some(REPAIR_MAX),
+                )
+                .await;
+            let mut c = self.continuity();
+            match entries {
+                Ok(entries) => {
+                    let mut repaired = 0u64;
+                    for (id, mut fields) in entries {
+                        let Some(env) = fields.remove("e") else {
+                            continue;
+                        };
+                        let Some(body) = env.strip_suffix('}') else {
+                            continue;
+                        };
+                        let payload = Bytes::from(format!("{body},\"offset\":\"{id}\"}}"));
+                        if c.advance(topic, parse_offset(&id), id_of(&payload)) {
+                            sink.deliver(topic, payload);
+                            repaired += 1;
+                        }
+                    }
+                    metrics::broker_repaired(repaired);
+                }
+                Err(e) => tracing::warn!(error = %e, topic, "cannot read history to repair a gap"),
+            }
+            for (offset, payload) in c.recovering.remove(topic).unwrap_or_default() {
+                if c.advance(topic, offset, id_of(&payload)) {
+                    sink.deliver(topic, payload);
+                }
             }
         }
     }
@@ -192,8 +274,22 @@ impl RedisBroker {
                 _ = tick.tick() => {}
             }
             if need_resubscribe {
+                let topics: Vec<String> = self
+                    .channels()
+                    .iter()
+                    .filter_map(|ch| self.keys.topic_of_channel(ch).map(str::to_owned))
+                    .collect();
+                {
+                    let mut c = self.continuity();
+                    for t in &topics {
+                        c.recovering.entry(t.clone()).or_default();
+                    }
+                }
                 match self.resubscribe().await {
-                    Ok(()) => need_resubscribe = false,
+                    Ok(()) => {
+                        need_resubscribe = false;
+                        self.repair(&topics).await;
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "resubscribe failed; will retry");
                         self.set_ready(false);
@@ -235,6 +331,10 @@ impl RedisBroker {
 
     fn set_ready(&self, ready: bool) {
         let was = self.ready.swap(ready, Ordering::AcqRel);
+        if was && !ready {
+            self.down_since
+                .store(crate::profile::wire::now_ms(), Ordering::Release);
+        }
         if was != ready {
             metrics::broker_connected(ready);
             tracing::info!(ready, "broker readiness changed");
@@ -246,6 +346,78 @@ impl Drop for RedisBroker {
     fn drop(&mut self) {
         self.stop.cancel();
     }
+}
+
+/// History entries repaired per topic at most after one reconnect.
+const REPAIR_MAX: u64 = 10_000;
+
+/// Last delivered offset per topic, and messages held while a topic is repaired.
+#[derive(Debug, Default)]
+struct Continuity {
+    last: HashMap<String, (u64, u64)>,
+    /// Ids of the latest events per topic: a publish retried after a lost
+    /// reply lands twice in history with two offsets but one id.
+    recent: HashMap<String, VecDeque<Box<str>>>,
+    recovering: HashMap<String, Vec<(Option<(u64, u64)>, Bytes)>>,
+}
+
+/// Event ids remembered per topic for duplicate suppression.
+const RECENT_IDS: usize = 64;
+
+impl Continuity {
+    /// Record a delivery; false when the offset (or the event id) was already
+    /// delivered. Messages without an offset (no history) always pass.
+    fn advance(&mut self, topic: &str, offset: Option<(u64, u64)>, id: Option<&str>) -> bool {
+        let Some(offset) = offset else { return true };
+        if let Some(last) = self.last.get(topic)
+            && offset <= *last
+        {
+            return false;
+        }
+        if let Some(id) = id {
+            let recent = self.recent.entry(topic.to_owned()).or_default();
+            if recent.iter().any(|r| &**r == id) {
+                return false;
+            }
+            if recent.len() == RECENT_IDS {
+                recent.pop_front();
+            }
+            recent.push_back(id.into());
+        }
+        self.last.insert(topic.to_owned(), offset);
+        true
+    }
+
+    fn forget(&mut self, topic: &str) {
+        self.last.remove(topic);
+        self.recent.remove(topic);
+        self.recovering.remove(topic);
+    }
+}
+
+/// The envelope's `"id"`, which the publisher writes second, after `"v"`.
+fn id_of(payload: &[u8]) -> Option<&str> {
+    const KEY: &[u8] = b"\"id\":\"";
+    let head = &payload[..payload.len().min(96)];
+    let start = head.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let end = start + head[start..].iter().position(|b| *b == b'"')?;
+    std::str::from_utf8(&head[start..end]).ok()
+}
+
+/// `ms-seq` stream ids.
+fn parse_offset(s: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = s.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
+/// The `"offset"` the publisher appends as the envelope's last member,
+/// found without parsing the whole message.
+fn offset_of(payload: &[u8]) -> Option<(u64, u64)> {
+    const KEY: &[u8] = b"\"offset\":\"";
+    let tail = &payload[payload.len().saturating_sub(64)..];
+    let start = tail.windows(KEY.len()).rposition(|w| w == KEY)? + KEY.len();
+    let end = start + tail[start..].iter().position(|b| *b == b'"')?;
+    parse_offset(std::str::from_utf8(&tail[start..end]).ok()?)
 }
 
 fn unavailable(e: fred::error::Error) -> BrokerError {
@@ -275,6 +447,7 @@ impl Broker for RedisBroker {
         async move {
             let channel = self.keys.channel(topic);
             self.channels().remove(&channel);
+            self.continuity().forget(topic);
             self.subscriber
                 .unsubscribe(channel)
                 .await
@@ -305,5 +478,33 @@ impl Broker for RedisBroker {
 
     fn name(&self) -> &'static str {
         "redis"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_offset_at_the_end() {
+        let msg = br#"{"v":1,"id":"x","type":"t","ts":1,"topic":"user:a","data":{"offset":"9-9"},"offset":"1700000000000-3"}"#;
+        assert_eq!(offset_of(msg), Some((1_700_000_000_000, 3)));
+        assert_eq!(offset_of(br#"{"v":1,"data":{}}"#), None);
+    }
+
+    #[test]
+    fn continuity_drops_repeats_and_passes_unversioned() {
+        let mut c = Continuity::default();
+        assert!(c.advance("t", Some((1, 0)), Some("a")));
+        assert!(!c.advance("t", Some((1, 0)), Some("b")), "same offset");
+        assert!(
+            !c.advance("t", Some((1, 1)), Some("a")),
+            "same id at a new offset: a retried publish"
+        );
+        assert!(c.advance("t", Some((1, 2)), Some("b")));
+        assert!(c.advance("t", None, None));
+        c.forget("t");
+        assert!(c.advance("t", Some((0, 5)), Some("a")));
+        assert_eq!(id_of(br#"{"v":1,"id":"e-7","type":"t"}"#), Some("e-7"));
     }
 }
