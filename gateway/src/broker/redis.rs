@@ -358,8 +358,11 @@ struct Continuity {
     /// Ids of the latest events per topic: a publish retried after a lost
     /// reply lands twice in history with two offsets but one id.
     recent: HashMap<String, VecDeque<Box<str>>>,
-    recovering: HashMap<String, Vec<(Option<(u64, u64)>, Bytes)>>,
+    recovering: HashMap<String, Vec<Held>>,
 }
+
+/// A live message held while its topic is repaired: its offset and bytes.
+type Held = (Option<(u64, u64)>, Bytes);
 
 /// Event ids remembered per topic for duplicate suppression.
 const RECENT_IDS: usize = 64;
