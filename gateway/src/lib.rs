@@ -27,6 +27,7 @@ pub mod limits;
 pub mod metrics;
 pub mod presence;
 pub mod profile;
+pub mod replay;
 pub mod shutdown;
 pub mod sse;
 pub mod store;

@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
-use herald_shared::{Envelope, Principal, Topic};
+use herald_shared::{Principal, Topic};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
@@ -25,10 +25,8 @@ use crate::conn::{CloseReason, admit, error_frame};
 use crate::hub::{Hub, Subscriber};
 use crate::limits::Slot;
 use crate::profile::CompiledProfile;
-use crate::profile::wire::PreparedEvent;
-
-/// Events replayed at most on one resume.
-const MAX_REPLAY: usize = 1000;
+use crate::profile::wire::{PreparedEvent, encode_event, now_ms};
+use crate::replay;
 
 /// The HTTP status and error body for a refusal before the stream starts.
 fn refuse(app: &AppState, profile: &CompiledProfile, reason: CloseReason) -> Response {
@@ -45,12 +43,6 @@ fn refuse(app: &AppState, profile: &CompiledProfile, reason: CloseReason) -> Res
         .map(|f| f.as_str().to_owned())
         .unwrap_or_default();
     (status, [("content-type", "application/json")], body).into_response()
-}
-
-/// Offsets are Redis stream ids, `ms-seq`.
-fn parse_offset(s: &str) -> Option<(u64, u64)> {
-    let (ms, seq) = s.split_once('-')?;
-    Some((ms.parse().ok()?, seq.parse().ok()?))
 }
 
 pub async fn serve(
@@ -99,30 +91,24 @@ pub async fn serve(
     let resume = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
-        .or_else(|| query.get("lastEventId").map(String::as_str))
-        .filter(|id| parse_offset(id).is_some())
-        .map(str::to_owned);
+        .or_else(|| query.get("lastEventId").map(String::as_str));
     let mut replay = VecDeque::new();
-    let mut replayed_up_to = None;
-    if let (Some(after), Some(primary)) = (resume, topics.first()) {
-        match app
-            .store
-            .history_after(primary.as_str(), &after, MAX_REPLAY)
-            .await
-        {
-            Ok(entries) => {
-                for (offset, json) in entries {
-                    let Ok(mut env) = Envelope::decode(json.as_bytes()) else {
-                        continue;
-                    };
-                    env.offset = Some(offset.clone());
-                    replayed_up_to = parse_offset(&offset);
-                    let event = PreparedEvent::new(env, app.profiles.shapes.len());
-                    replay.push_back(render(&app, &profile, &event));
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot read history for resume"),
+    let mut replayed = None;
+    if let (Some(since), Some(primary)) = (resume, topics.first()) {
+        let r = replay::after(&app, primary, since, true).await;
+        if r.gap {
+            let gap_type = profile
+                .spec
+                .resume
+                .as_ref()
+                .map_or("herald.gap", |r| r.gap_type.as_str());
+            let shape = &app.profiles.shapes[profile.shape];
+            let data = serde_json::json!({ "since": since }).to_string();
+            let frame = encode_event(shape, gap_type, now_ms(), &data);
+            replay.push_back(Event::default().event(gap_type).data(frame.as_str()));
         }
+        replay.extend(r.events.iter().map(|e| render(&app, &profile, e)));
+        replayed = r.up_to.map(|o| (primary.clone(), o));
     }
     profile.metrics.opened.increment(1);
     profile.metrics.connections.increment(1.0);
@@ -142,13 +128,12 @@ pub async fn serve(
     let state = StreamState {
         hub: Arc::clone(&app.hub),
         token: app.shutdown.token(),
-        primary: topics.first().cloned(),
         app,
         profile,
         sub,
         rx,
         replay,
-        replayed_up_to,
+        replayed,
         expiry,
         done: false,
         _slots: (slot, ip_slot),
@@ -174,9 +159,8 @@ struct StreamState {
     token: CancellationToken,
     sub: Arc<Subscriber>,
     rx: mpsc::Receiver<Arc<PreparedEvent>>,
-    primary: Option<Topic>,
     replay: VecDeque<Event>,
-    replayed_up_to: Option<(u64, u64)>,
+    replayed: Option<(Topic, (u64, u64))>,
     expiry: Option<Pin<Box<Sleep>>>,
     done: bool,
     _slots: (Slot<String>, Option<Slot<std::net::IpAddr>>),
@@ -198,13 +182,7 @@ impl StreamState {
         if env.is_control() {
             return None;
         }
-        if let (Some(up_to), Some(primary), Some(offset)) = (
-            self.replayed_up_to,
-            &self.primary,
-            env.offset.as_deref().and_then(parse_offset),
-        ) && env.topic == *primary
-            && offset <= up_to
-        {
+        if replay::already_replayed(&self.replayed, event) {
             return None;
         }
         Some(render(&self.app, &self.profile, event))

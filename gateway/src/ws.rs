@@ -97,6 +97,11 @@ pub async fn upgrade(
         .write_buffer_size(0)
         .max_message_size(limits.max_message_bytes)
         .max_frame_size(limits.max_message_bytes);
+    let resume_from = profile
+        .spec
+        .resume
+        .as_ref()
+        .and_then(|r| query.get(&r.query).cloned());
     let tracker = app.shutdown.tracker().clone();
     // Failed authentications are accepted and then closed with the profile's
     // code (and error frame): browsers see close codes, never an HTTP status.
@@ -108,7 +113,7 @@ pub async fn upgrade(
                 Pending::FirstMessage(source) => first_message_auth(&mut socket, &app, &profile, &source).await,
             };
             match result {
-                Ok(principal) => Connection { app, profile, principal, path }.serve(socket).await,
+                Ok(principal) => Connection { app, profile, principal, path, resume_from }.serve(socket).await,
                 Err(e) => {
                     profile.metrics.auth_failure(e.reason());
                     tracing::info!(route = %profile.spec.name, reason = e.reason(), "authentication failed");

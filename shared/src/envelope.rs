@@ -100,6 +100,12 @@ impl Envelope {
     }
 }
 
+/// A history offset (`ms-seq`, a Redis stream id) as a comparable pair.
+pub fn parse_offset(s: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = s.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
 /// Event types are short printable ASCII without quotes or backslashes, so
 /// they can be copied into frames and metric-free logs verbatim.
 pub fn check_event_type(t: &str) -> Result<(), EnvelopeError> {

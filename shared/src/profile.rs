@@ -69,6 +69,34 @@ pub struct RouteProfile {
     /// Client frames forwarded to the backend through a Redis stream.
     #[serde(default)]
     pub upstream: Option<UpstreamSpec>,
+    /// Replay of the first joined topic's history on connect (WebSocket).
+    #[serde(default)]
+    pub resume: Option<ResumeSpec>,
+}
+
+/// History replay for WebSocket connections: from a resume position given in
+/// the query, or the last events on join. SSE always resumes from
+/// `Last-Event-ID`. Either way, a position older than the history window is
+/// reported with a `gap_type` frame instead of silently skipping events.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResumeSpec {
+    /// Query parameter holding the offset of the last event the client saw.
+    #[serde(default = "default_resume_query")]
+    pub query: String,
+    /// Without a resume position, send this many of the latest events on join.
+    #[serde(default)]
+    pub replay_last: usize,
+    /// Frame type telling the client events were missed.
+    #[serde(default = "default_gap_type")]
+    pub gap_type: String,
+}
+
+fn default_resume_query() -> String {
+    "since".to_owned()
+}
+fn default_gap_type() -> String {
+    "herald.gap".to_owned()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -344,6 +372,10 @@ pub struct FrameSpec {
     pub timestamp_field: Option<String>,
     #[serde(default)]
     pub timestamp_format: TimestampFormat,
+    /// Event frames also carry their history offset under this name, so a
+    /// client can resume from it (`resume.query`).
+    #[serde(default)]
+    pub offset_field: Option<String>,
 }
 
 impl Default for FrameSpec {
@@ -354,6 +386,7 @@ impl Default for FrameSpec {
             data_field: default_data_field(),
             timestamp_field: None,
             timestamp_format: TimestampFormat::default(),
+            offset_field: None,
         }
     }
 }

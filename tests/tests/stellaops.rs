@@ -583,3 +583,36 @@ async fn heraldctl_consume_shows_forwarded_frames() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_viewer_opening_mid_run_sees_the_run_so_far() -> Result<()> {
+    let c = Cluster::start(2, None).await?;
+    let run = registered(&c, "workflow-run", "run-mid").await?;
+    for n in 0..3 {
+        c.publisher
+            .publish(
+                std::slice::from_ref(&run),
+                "step_log",
+                &json!({"nodeId": "deploy", "line": n}),
+            )
+            .await?;
+    }
+    let mut ws = WsClient::connect(&c.gw(1).ws_url(&format!(
+        "/api/v1/workflow-runs/run-mid/stream?token={}",
+        ops_token()
+    )))
+    .await?;
+    for n in 0..3 {
+        assert_eq!(ws.next_json().await?["line"], n);
+    }
+    c.subscribers_become("res:workflow-run:run-mid", 1).await?;
+    c.publisher
+        .publish(
+            std::slice::from_ref(&run),
+            "step_log",
+            &json!({"nodeId": "deploy", "line": 3}),
+        )
+        .await?;
+    assert_eq!(ws.next_json().await?["line"], 3);
+    Ok(())
+}

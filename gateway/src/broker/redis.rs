@@ -25,6 +25,7 @@ use fred::types::RespVersion;
 use fred::types::config::{ConnectionConfig, PerformanceConfig};
 use futures_util::future::{BoxFuture, FutureExt};
 use herald_shared::Keys;
+use herald_shared::envelope::parse_offset;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
@@ -405,12 +406,6 @@ fn id_of(payload: &[u8]) -> Option<&str> {
     let start = head.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
     let end = start + head[start..].iter().position(|b| *b == b'"')?;
     std::str::from_utf8(&head[start..end]).ok()
-}
-
-/// `ms-seq` stream ids.
-fn parse_offset(s: &str) -> Option<(u64, u64)> {
-    let (ms, seq) = s.split_once('-')?;
-    Some((ms.parse().ok()?, seq.parse().ok()?))
 }
 
 /// The `"offset"` the publisher appends as the envelope's last member,

@@ -15,6 +15,8 @@ use crate::hub::Subscriber;
 pub(crate) struct Channels {
     joined: Vec<Topic>,
     left: Vec<Topic>,
+    /// The replayed topic and the offset replay reached (see `replay`).
+    pub(crate) replayed: Option<(Topic, (u64, u64))>,
 }
 
 impl Channels {

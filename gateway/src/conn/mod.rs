@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::SinkExt;
-use herald_shared::Principal;
 use herald_shared::envelope::{CONTROL_RESYNC, CONTROL_REVOKE};
 use herald_shared::profile::{Command, UnknownFrame};
+use herald_shared::{Principal, Topic};
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout};
@@ -28,6 +28,7 @@ use crate::hub::Subscriber;
 use crate::limits::Slot;
 use crate::profile::CompiledProfile;
 use crate::profile::wire::{PreparedEvent, encode_ack, encode_error, encode_event, now_ms};
+use crate::replay;
 
 use channels::{Channels, Refusal};
 pub use close::{CloseReason, RATE_LIMITED_CLOSE};
@@ -46,6 +47,8 @@ pub struct Connection {
     pub profile: Arc<CompiledProfile>,
     pub principal: Principal,
     pub path: HashMap<String, String>,
+    /// Offset of the last event the client saw (`resume.query`), to replay from.
+    pub resume_from: Option<String>,
 }
 
 impl Connection {
@@ -162,6 +165,14 @@ impl Connection {
                 return CloseReason::Unauthorized("Identity cannot be served");
             }
         };
+        // The latest events are read before subscribing and completed after
+        // it, so events published in between are neither lost nor reordered.
+        let latest = match (&self.profile.spec.resume, topics.first(), &self.resume_from) {
+            (Some(spec), Some(primary), None) if spec.replay_last > 0 => {
+                Some(replay::latest(&self.app, primary, spec.replay_last).await)
+            }
+            _ => None,
+        };
         for topic in &topics {
             if let Err(e) = self.app.hub.join(topic, sub).await {
                 tracing::warn!(error = %e, "cannot subscribe");
@@ -200,6 +211,12 @@ impl Connection {
         let expiry = sleep_until(expires_at.unwrap_or(far));
         tokio::pin!(expiry);
         let mut channels = Channels::default();
+        if let Err(r) = self
+            .replay_history(socket, &topics, latest, &mut channels)
+            .await
+        {
+            return r;
+        }
         loop {
             tokio::select! {
                 biased;
@@ -249,6 +266,36 @@ impl Connection {
         }
     }
 
+    /// With `resume`: a gap frame if the history no longer reaches the
+    /// client's position, then the first topic's history after it (or its
+    /// latest events), before any live event.
+    async fn replay_history(
+        &self,
+        socket: &mut WebSocket,
+        topics: &[Topic],
+        latest: Option<replay::Replay>,
+        channels: &mut Channels,
+    ) -> Result<(), CloseReason> {
+        let (Some(spec), Some(primary)) = (&self.profile.spec.resume, topics.first()) else {
+            return Ok(());
+        };
+        let r = match (&self.resume_from, latest) {
+            (Some(since), _) => replay::after(&self.app, primary, since, true).await,
+            (None, Some(latest)) => replay::then_after(latest, &self.app, primary).await,
+            (None, None) => return Ok(()),
+        };
+        tracing::debug!(events = r.events.len(), up_to = ?r.up_to, gap = r.gap, "history replayed");
+        let shape = &self.app.profiles.shapes[self.profile.shape];
+        let mut frames = Vec::with_capacity(r.events.len() + 1);
+        if r.gap {
+            let data = serde_json::json!({ "since": self.resume_from }).to_string();
+            frames.push(encode_event(shape, &spec.gap_type, now_ms(), &data));
+        }
+        frames.extend(r.events.iter().map(|e| e.frame(self.profile.shape, shape)));
+        channels.replayed = r.up_to.map(|o| (primary.clone(), o));
+        self.write(socket, frames).await
+    }
+
     /// Write one event and whatever else is queued, up to [`BATCH`], in one flush.
     async fn write_events(
         &self,
@@ -279,7 +326,9 @@ impl Connection {
                         self.error_frame(Refusal::Forbidden("Subscription revoked").error()),
                     );
                 }
-            } else if channels.filtered(&env.topic) {
+            } else if channels.filtered(&env.topic)
+                || replay::already_replayed(&channels.replayed, &event)
+            {
                 // Queued before the client left (or lost) the channel.
             } else {
                 frames.push(event.frame(self.profile.shape, shape));

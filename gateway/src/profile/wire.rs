@@ -31,11 +31,12 @@ impl PreparedEvent {
     /// The frame for one shape, encoded by the first socket that needs it.
     pub fn frame(&self, shape: usize, spec: &FrameSpec) -> Utf8Bytes {
         let encode = || {
-            encode_event(
+            encode_event_at(
                 spec,
                 &self.envelope.event_type,
                 self.envelope.ts,
                 self.envelope.data.get(),
+                self.envelope.offset.as_deref(),
             )
         };
         match self.frames.get(shape) {
@@ -45,8 +46,19 @@ impl PreparedEvent {
     }
 }
 
-/// Encode an event payload (raw JSON) as a frame.
+/// Encode a payload (raw JSON) that is not a history event as a frame.
 pub fn encode_event(spec: &FrameSpec, event_type: &str, ts_ms: i64, data: &str) -> Utf8Bytes {
+    encode_event_at(spec, event_type, ts_ms, data, None)
+}
+
+/// Encode an event payload (raw JSON), with its history offset if the shape shows it.
+pub fn encode_event_at(
+    spec: &FrameSpec,
+    event_type: &str,
+    ts_ms: i64,
+    data: &str,
+    offset: Option<&str>,
+) -> Utf8Bytes {
     let mut out = String::with_capacity(data.len() + 64);
     out.push('{');
     push_field(&mut out, &spec.type_field, &json_string(event_type));
@@ -64,6 +76,10 @@ pub fn encode_event(spec: &FrameSpec, event_type: &str, ts_ms: i64, data: &str) 
         }
     }
     push_timestamp(&mut out, spec, ts_ms);
+    if let (Some(field), Some(offset)) = (&spec.offset_field, offset) {
+        out.push(',');
+        push_field(&mut out, field, &json_string(offset));
+    }
     out.push('}');
     Utf8Bytes::from(out)
 }

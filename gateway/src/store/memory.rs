@@ -122,4 +122,19 @@ impl Store for MemoryStore {
     ) -> BoxFuture<'a, Result<Vec<(String, String)>, StoreError>> {
         ready(Ok(Vec::new())).boxed()
     }
+
+    fn history_last<'a>(
+        &'a self,
+        _topic: &'a str,
+        _count: usize,
+    ) -> BoxFuture<'a, Result<Vec<(String, String)>, StoreError>> {
+        ready(Ok(Vec::new())).boxed()
+    }
+
+    fn history_oldest<'a>(
+        &'a self,
+        _topic: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, StoreError>> {
+        ready(Ok(None)).boxed()
+    }
 }

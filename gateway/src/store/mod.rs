@@ -46,6 +46,17 @@ pub trait Store: Send + Sync + 'static {
         after: &'a str,
         count: usize,
     ) -> BoxFuture<'a, Result<Vec<(String, String)>, StoreError>>;
+    /// The last `count` history entries of a topic, oldest first.
+    fn history_last<'a>(
+        &'a self,
+        topic: &'a str,
+        count: usize,
+    ) -> BoxFuture<'a, Result<Vec<(String, String)>, StoreError>>;
+    /// The offset of the oldest entry a topic's history still holds.
+    fn history_oldest<'a>(
+        &'a self,
+        topic: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, StoreError>>;
     /// Topic globs granted to a user for client-chosen subscriptions.
     fn grants<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>>;
     /// Take an exclusive lease for `ttl_ms` unless another holder has it.

@@ -212,4 +212,40 @@ impl Store for RedisStore {
         }
         .boxed()
     }
+
+    fn history_last<'a>(
+        &'a self,
+        topic: &'a str,
+        count: usize,
+    ) -> BoxFuture<'a, Result<Vec<(String, String)>, StoreError>> {
+        async move {
+            let entries: Vec<(String, HashMap<String, String>)> = self
+                .client
+                .xrevrange(self.keys.history(topic), "+", "-", Some(count as u64))
+                .await
+                .map_err(unavailable)?;
+            let mut out: Vec<(String, String)> = entries
+                .into_iter()
+                .filter_map(|(id, mut f)| f.remove("e").map(|e| (id, e)))
+                .collect();
+            out.reverse();
+            Ok(out)
+        }
+        .boxed()
+    }
+
+    fn history_oldest<'a>(
+        &'a self,
+        topic: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, StoreError>> {
+        async move {
+            let entries: Vec<(String, HashMap<String, String>)> = self
+                .client
+                .xrange(self.keys.history(topic), "-", "+", Some(1))
+                .await
+                .map_err(unavailable)?;
+            Ok(entries.into_iter().next().map(|(id, _)| id))
+        }
+        .boxed()
+    }
 }
