@@ -131,6 +131,20 @@ pub struct Limits {
     /// Open connections per principal on one replica; 0 = no cap. Default 0.
     #[serde(default)]
     pub connections_per_principal: usize,
+    /// Client messages per second one connection may send on average; a
+    /// client over it is closed (1008, error `rate_limited`). 0 = no cap. Default 50.
+    #[serde(default = "default_message_rate")]
+    pub client_messages_per_second: u32,
+    /// Client messages one connection may send in a burst. Default 100.
+    #[serde(default = "default_message_burst")]
+    pub client_message_burst: u32,
+}
+
+fn default_message_rate() -> u32 {
+    50
+}
+fn default_message_burst() -> u32 {
+    100
 }
 
 impl Default for Limits {
@@ -142,6 +156,8 @@ impl Default for Limits {
             write_timeout_ms: default_write_timeout(),
             connections_per_ip: 0,
             connections_per_principal: 0,
+            client_messages_per_second: default_message_rate(),
+            client_message_burst: default_message_burst(),
         }
     }
 }

@@ -77,9 +77,63 @@ impl ConnectionLimits {
     }
 }
 
+/// A per-connection token bucket for client messages: `rate` per second
+/// on average, bursts of up to `burst`. A few bytes and no timer.
+#[derive(Debug)]
+pub struct MessageBudget {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: tokio::time::Instant,
+}
+
+impl MessageBudget {
+    /// `rate` 0 means unlimited.
+    pub fn new(rate: u32, burst: u32) -> Self {
+        let burst = f64::from(burst.max(1));
+        Self {
+            rate: f64::from(rate),
+            burst,
+            tokens: burst,
+            last: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Spend one message; false when the client is over its budget.
+    pub fn take(&mut self, now: tokio::time::Instant) -> bool {
+        if self.rate == 0.0 {
+            return true;
+        }
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn budget_allows_bursts_then_the_rate() {
+        let t0 = tokio::time::Instant::now();
+        let mut b = MessageBudget::new(10, 5);
+        assert!((0..5).all(|_| b.take(t0)));
+        assert!(!b.take(t0), "burst spent");
+        assert!(
+            b.take(t0 + std::time::Duration::from_millis(100)),
+            "one refilled after 100 ms at 10/s"
+        );
+        assert!(!b.take(t0 + std::time::Duration::from_millis(100)));
+        let mut free = MessageBudget::new(0, 0);
+        assert!((0..1000).all(|_| free.take(t0)));
+    }
 
     #[test]
     fn caps_and_releases() {

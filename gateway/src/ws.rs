@@ -55,6 +55,19 @@ pub async fn upgrade(
         )
             .into_response();
     };
+    {
+        let creds = RequestCredentials {
+            query: &query,
+            cookies: &cookies,
+            headers: &headers,
+        };
+        if creds.decisive_source(&profile.spec.auth) == Some(AuthLocation::Cookie)
+            && !creds.origin_allowed(&profile.spec.auth.allowed_origins)
+        {
+            profile.metrics.auth_failure("origin");
+            return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
+        }
+    }
     let wants_sse = profile.spec.sse.is_some()
         && headers
             .get(ACCEPT)

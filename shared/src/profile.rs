@@ -302,6 +302,10 @@ pub struct AuthSpec {
     pub failure_close_code: u16,
     #[serde(default = "default_auth_reason")]
     pub failure_reason: String,
+    /// Origins allowed when the credential is a cookie (cross-site WebSocket
+    /// hijacking guard). Empty: only the request's own host.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
     /// How long a `first_message` source waits for the client's first frame
     /// before closing as unauthorized.
     #[serde(default = "default_first_message_timeout")]

@@ -493,6 +493,15 @@ impl WsClient {
         self.send_text(&v.to_string()).await
     }
 
+    /// A text frame with arbitrary (possibly invalid UTF-8) bytes.
+    pub async fn send_raw_text(&mut self, bytes: Vec<u8>) -> Result<()> {
+        use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+        use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+        let frame = Frame::message(bytes, OpCode::Data(Data::Text), true);
+        self.stream.send(Message::Frame(frame)).await?;
+        Ok(())
+    }
+
     pub async fn send_binary(&mut self, bytes: Vec<u8>) -> Result<()> {
         self.stream.send(Message::Binary(bytes.into())).await?;
         Ok(())

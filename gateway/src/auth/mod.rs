@@ -65,6 +65,35 @@ pub struct RequestCredentials<'a> {
 }
 
 impl RequestCredentials<'_> {
+    /// Where the credential that decides authentication comes from: the
+    /// first of the profile's sources that carries a value.
+    pub fn decisive_source(&self, spec: &AuthSpec) -> Option<AuthLocation> {
+        spec.sources
+            .iter()
+            .find(|s| self.find(s.from, &s.name).is_some())
+            .map(|s| s.from)
+    }
+
+    /// Cross-site WebSocket hijacking guard for cookie credentials: a browser
+    /// attaches cookies to cross-site upgrades, so an `Origin` header must be
+    /// in `allowed` (or, when `allowed` is empty, be the request's own host).
+    /// Requests without `Origin` come from non-browser clients and pass.
+    pub fn origin_allowed(&self, allowed: &[String]) -> bool {
+        let Some(origin) = self.headers.get("origin").and_then(|v| v.to_str().ok()) else {
+            return true;
+        };
+        if !allowed.is_empty() {
+            return allowed.iter().any(|a| a == origin);
+        }
+        let host = self
+            .headers
+            .get("host")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+        !host.is_empty() && origin_host.eq_ignore_ascii_case(host)
+    }
+
     fn find(&self, from: AuthLocation, name: &str) -> Option<String> {
         let value = match from {
             AuthLocation::Query => self.query.get(name).cloned(),

@@ -11,6 +11,12 @@ pub enum CloseReason {
     ClientGone,
     /// A client message over `limits.max_message_bytes`.
     TooLarge,
+    /// A text message that is not UTF-8.
+    InvalidData,
+    /// A frame that breaks the WebSocket protocol.
+    ProtocolError,
+    /// More client messages than `limits.client_messages_per_second` allows.
+    Flood,
     /// The client stopped answering heartbeats.
     HeartbeatTimeout,
     /// The client's queue overflowed (see the hub's slow-consumer policy).
@@ -45,6 +51,9 @@ impl CloseReason {
             Self::ClientClosed => "client_closed",
             Self::ClientGone => "client_gone",
             Self::TooLarge => "too_large",
+            Self::InvalidData => "invalid_data",
+            Self::ProtocolError => "protocol_error",
+            Self::Flood => "flood",
             Self::HeartbeatTimeout => "heartbeat_timeout",
             Self::SlowConsumer => "slow_consumer",
             Self::WriteTimeout => "write_timeout",
@@ -63,6 +72,9 @@ impl CloseReason {
         let (code, reason) = match self {
             Self::ClientClosed | Self::ClientGone | Self::WriteTimeout => return None,
             Self::TooLarge => (close_code::SIZE, "message too large"),
+            Self::InvalidData => (close_code::INVALID, "invalid UTF-8"),
+            Self::ProtocolError => (close_code::PROTOCOL, "protocol error"),
+            Self::Flood => (close_code::POLICY, "message rate exceeded"),
             Self::HeartbeatTimeout => match &profile.heartbeat {
                 Some(hb) => (hb.close_code, hb.close_reason.as_str()),
                 None => (close_code::AWAY, "heartbeat timeout"),
@@ -109,6 +121,7 @@ impl CloseReason {
             Self::NotFound => Some(("not_found", "Resource not found")),
             Self::Forbidden => Some(("forbidden", "No access to resource")),
             Self::RateLimited => Some(("rate_limited", "Too many connections")),
+            Self::Flood => Some(("rate_limited", "Too many messages")),
             Self::Internal => Some(("internal_error", "Server error")),
             _ => None,
         }
@@ -117,11 +130,12 @@ impl CloseReason {
     pub fn from_socket_error(e: &axum::Error) -> Self {
         // axum wraps tungstenite's error; its message is the only stable handle.
         let text = e.to_string();
-        if text.contains("Space limit exceeded")
-            || text.contains("too long")
-            || text.contains("Message too big")
-        {
+        if text.contains("Space limit exceeded") || text.contains("Message too long") {
             Self::TooLarge
+        } else if text.contains("UTF-8") {
+            Self::InvalidData
+        } else if text.contains("protocol error") {
+            Self::ProtocolError
         } else {
             Self::ClientGone
         }

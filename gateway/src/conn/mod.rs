@@ -25,7 +25,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 
 use crate::AppState;
 use crate::hub::Subscriber;
-use crate::limits::Slot;
+use crate::limits::{MessageBudget, Slot};
 use crate::profile::CompiledProfile;
 use crate::profile::wire::{PreparedEvent, encode_ack, encode_error, encode_event, now_ms};
 use crate::replay;
@@ -211,6 +211,11 @@ impl Connection {
         let expiry = sleep_until(expires_at.unwrap_or(far));
         tokio::pin!(expiry);
         let mut channels = Channels::default();
+        let limits = &self.app.config.limits;
+        let mut budget = MessageBudget::new(
+            limits.client_messages_per_second,
+            limits.client_message_burst,
+        );
         if let Err(r) = self
             .replay_history(socket, &topics, latest, &mut channels)
             .await
@@ -233,6 +238,9 @@ impl Connection {
                     }
                 }
                 msg = socket.recv() => match msg {
+                    Some(Ok(Message::Text(_) | Message::Binary(_))) if !budget.take(Instant::now()) => {
+                        return CloseReason::Flood;
+                    }
                     Some(Ok(Message::Text(text))) => {
                         let frame = self.client_frame(socket, sub, text.as_str(), heartbeat.as_mut(), &mut channels);
                         if let Err(r) = frame.await {

@@ -1,0 +1,204 @@
+//! Hostile and bad input: nothing crashes, nothing else slows, every refusal
+//! is the documented one, and credentials never reach the logs.
+
+use anyhow::Result;
+use herald_publisher::{Principal, Topic};
+use herald_tests::{Cluster, JWT_SECRET, WsClient, jwt, unix_now};
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use serde_json::json;
+
+async fn docsfy(c: &Cluster) -> Result<WsClient> {
+    c.publisher
+        .add_api_key("k-alice", &Principal::new("alice"))
+        .await?;
+    let mut ws = WsClient::connect(&c.gw(0).ws_url("/api/ws?token=k-alice")).await?;
+    assert_eq!(ws.next_json().await?["type"], "sync");
+    Ok(ws)
+}
+
+#[tokio::test]
+async fn oversized_messages_close_with_1009() -> Result<()> {
+    let c = Cluster::start(1, None).await?;
+    let mut ws = docsfy(&c).await?;
+    ws.send_text(&"x".repeat(70_000)).await?;
+    let (_, closed) = ws.until_closed().await?;
+    assert_eq!(closed.code(), Some(1009), "{closed:?}");
+    assert_eq!(c.gw(0).get("/healthz").await?.0, 200);
+    Ok(())
+}
+
+#[tokio::test]
+async fn invalid_utf8_closes_with_1007() -> Result<()> {
+    let c = Cluster::start(1, None).await?;
+    let mut ws = docsfy(&c).await?;
+    ws.send_raw_text(vec![b'{', 0xff, 0xfe, b'}']).await?;
+    let (_, closed) = ws.until_closed().await?;
+    assert_eq!(closed.code(), Some(1007), "{closed:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_flooding_client_is_closed_and_others_keep_receiving() -> Result<()> {
+    let c = Cluster::start(1, None).await?;
+    let token = jwt("root", None, &["admin"], unix_now() + 600);
+    let mut flooder = WsClient::connect(&c.gw(0).ws_url(&format!("/v1/ws?token={token}"))).await?;
+    let mut bystander = docsfy(&c).await?;
+    for _ in 0..300 {
+        if flooder
+            .send_json(&json!({"type": "unsubscribe", "channel": "x"}))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let (frames, closed) = flooder.until_closed().await?;
+    assert_eq!(
+        frames.last().map(|f| f["data"]["code"].clone()),
+        Some(json!("rate_limited")),
+        "{frames:?}"
+    );
+    assert_eq!(closed.code(), Some(1008));
+    c.publisher
+        .progress(&[Topic::user("alice")?], &json!({"n": 1}))
+        .await?;
+    assert_eq!(bystander.next_json().await?["n"], 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn cookie_sessions_refuse_foreign_origins() -> Result<()> {
+    let c = Cluster::start(1, None).await?;
+    c.publisher
+        .add_session(
+            "sess",
+            &Principal::new("bob"),
+            std::time::Duration::from_secs(600),
+        )
+        .await?;
+    let url = c.gw(0).ws_url("/api/ws");
+    let cookie = ("Cookie", "docsfy_session=sess");
+    let foreign = WsClient::connect_with(&url, &[cookie, ("Origin", "https://evil.example")]).await;
+    assert!(
+        foreign
+            .as_ref()
+            .err()
+            .is_some_and(|e| e.to_string().contains("403")),
+        "{foreign:?}"
+    );
+    let own_origin = format!("http://{}", c.gw(0).addr);
+    let mut same = WsClient::connect_with(&url, &[cookie, ("Origin", &own_origin)]).await?;
+    assert_eq!(same.next_json().await?["type"], "sync");
+    let mut no_origin = WsClient::connect_with(&url, &[cookie]).await?;
+    assert_eq!(
+        no_origin.next_json().await?["type"],
+        "sync",
+        "non-browser clients send no Origin"
+    );
+    // A token in the query is not a cookie: no Origin rule applies.
+    c.publisher
+        .add_api_key("k-bob", &Principal::new("bob"))
+        .await?;
+    let mut by_token = WsClient::connect_with(
+        &c.gw(0).ws_url("/api/ws?token=k-bob"),
+        &[("Origin", "https://evil.example")],
+    )
+    .await?;
+    assert_eq!(by_token.next_json().await?["type"], "sync");
+    Ok(())
+}
+
+fn b64(input: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..=chunk.len() {
+            out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn forged_and_stale_tokens_are_refused_and_never_logged() -> Result<()> {
+    let c = Cluster::start(1, None).await?;
+    let now = unix_now();
+    let sign = |alg: Algorithm, key: &[u8], claims: serde_json::Value| {
+        encode(&Header::new(alg), &claims, &EncodingKey::from_secret(key)).unwrap_or_default()
+    };
+    let secret = JWT_SECRET.as_bytes();
+    let none = format!(
+        "{}.{}.",
+        b64(br#"{"alg":"none","typ":"JWT"}"#),
+        b64(json!({"sub": "x", "exp": now + 600}).to_string().as_bytes())
+    );
+    let tokens = [
+        ("alg none", none),
+        (
+            "other algorithm",
+            sign(
+                Algorithm::HS512,
+                secret,
+                json!({"sub": "x", "exp": now + 600}),
+            ),
+        ),
+        (
+            "wrong key",
+            sign(
+                Algorithm::HS256,
+                b"not-the-secret",
+                json!({"sub": "x", "exp": now + 600}),
+            ),
+        ),
+        (
+            "expired",
+            sign(
+                Algorithm::HS256,
+                secret,
+                json!({"sub": "x", "exp": now - 600}),
+            ),
+        ),
+        (
+            "not yet valid",
+            sign(
+                Algorithm::HS256,
+                secret,
+                json!({"sub": "x", "exp": now + 600, "nbf": now + 300}),
+            ),
+        ),
+        (
+            "no subject",
+            sign(Algorithm::HS256, secret, json!({"exp": now + 600})),
+        ),
+        (
+            "no expiry",
+            sign(Algorithm::HS256, secret, json!({"sub": "x"})),
+        ),
+    ];
+    for (what, token) in &tokens {
+        let mut ws = WsClient::connect(&c.gw(0).ws_url(&format!("/v1/ws?token={token}"))).await?;
+        let (frames, closed) = ws.until_closed().await?;
+        assert_eq!(closed.code(), Some(1008), "{what}");
+        assert_eq!(
+            frames.first().map(|f| f["data"]["code"].clone()),
+            Some(json!("unauthorized")),
+            "{what}"
+        );
+    }
+    let log = c.gw(0).log_text();
+    for (what, token) in &tokens {
+        let signature = token.rsplit('.').next().unwrap_or_default();
+        assert!(
+            signature.is_empty() || !log.contains(signature),
+            "{what} token in the log"
+        );
+        assert!(!log.contains(token.as_str()), "{what} token in the log");
+    }
+    Ok(())
+}
