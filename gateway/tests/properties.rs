@@ -23,10 +23,10 @@ proptest! {
         let i = line % lines.len();
         lines[i] = &replacement;
         let text = lines.join("\n");
-        if let Ok(c) = Config::parse(&text, "fuzz") {
-            if let Err(e) = c.validate() {
-                prop_assert!(!e.to_string().is_empty());
-            }
+        if let Ok(c) = Config::parse(&text, "fuzz")
+            && let Err(e) = c.validate()
+        {
+            prop_assert!(!e.to_string().is_empty());
         }
     }
 
