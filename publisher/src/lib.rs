@@ -29,6 +29,7 @@ use serde_json::value::RawValue;
 
 mod upstream;
 
+pub use herald_shared::topic::TopicKind;
 pub use herald_shared::{Principal, Topic, TopicError};
 pub use upstream::UpstreamMessage;
 
@@ -61,6 +62,7 @@ pub struct Publisher {
     client: Client,
     keys: Keys,
     history: Option<HistoryPolicy>,
+    history_by_kind: Vec<(TopicKind, Option<HistoryPolicy>)>,
 }
 
 /// How much of each topic's past Redis keeps, so gateways can replay it to
@@ -130,6 +132,7 @@ impl Publisher {
             client,
             keys: Keys::new(prefix),
             history: Some(HistoryPolicy::default()),
+            history_by_kind: Vec::new(),
         })
     }
 
@@ -146,6 +149,32 @@ impl Publisher {
     pub fn with_history(mut self, history: Option<HistoryPolicy>) -> Self {
         self.history = history;
         self
+    }
+
+    /// History for one kind of topic, overriding [`Publisher::with_history`]
+    /// (say, long history for `res:` workflow runs, none for `user:` topics).
+    ///
+    /// ```no_run
+    /// # async fn demo(p: herald_publisher::Publisher) {
+    /// use std::time::Duration;
+    /// use herald_publisher::{HistoryPolicy, TopicKind};
+    /// let p = p
+    ///     .with_history_for(TopicKind::Resource, Some(HistoryPolicy { max_len: 5_000, ttl: Duration::from_secs(86_400) }))
+    ///     .with_history_for(TopicKind::User, None);
+    /// # }
+    /// ```
+    pub fn with_history_for(mut self, kind: TopicKind, history: Option<HistoryPolicy>) -> Self {
+        self.history_by_kind.retain(|(k, _)| *k != kind);
+        self.history_by_kind.push((kind, history));
+        self
+    }
+
+    fn history_for(&self, topic: &Topic) -> Option<HistoryPolicy> {
+        let kind = topic.kind();
+        self.history_by_kind
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map_or(self.history, |(_, h)| *h)
     }
 
     /// Publish one event to every topic of an audience, with one event id.
@@ -185,11 +214,12 @@ impl Publisher {
             offset: None,
             data: data.clone(),
         });
-        match self.history {
-            // Control events are instructions for live connections, not history.
-            Some(h) if !event_type.starts_with(herald_shared::envelope::CONTROL_PREFIX) => {
-                let calls = envelopes.map(|env| {
-                    let topic = env.topic.as_str();
+        // Control events are instructions for live connections, not history.
+        let control = event_type.starts_with(herald_shared::envelope::CONTROL_PREFIX);
+        let calls = envelopes.map(|env| async move {
+            let topic = env.topic.as_str();
+            match self.history_for(&env.topic).filter(|_| !control) {
+                Some(h) => {
                     let keys = vec![self.keys.history(topic), self.keys.channel(topic)];
                     let args = vec![
                         env.encode(),
@@ -198,19 +228,17 @@ impl Publisher {
                     ];
                     self.client
                         .eval::<String, _, _, _>(PUBLISH_WITH_HISTORY, keys, args)
-                });
-                futures_util::future::try_join_all(calls).await?;
-            }
-            _ => {
-                let pipeline = self.client.pipeline();
-                for env in envelopes {
-                    let () = pipeline
-                        .publish(self.keys.channel(env.topic.as_str()), env.encode())
-                        .await?;
+                        .await
+                        .map(drop)
                 }
-                let _: Vec<i64> = pipeline.all().await?;
+                None => self
+                    .client
+                    .publish::<i64, _, _>(self.keys.channel(topic), env.encode())
+                    .await
+                    .map(drop),
             }
-        }
+        });
+        futures_util::future::try_join_all(calls).await?;
         Ok(id)
     }
 
@@ -525,6 +553,7 @@ impl Publisher {
             client: self.client.clone(),
             keys: self.keys.clone(),
             history: None,
+            history_by_kind: Vec::new(),
         }
         .publish(audience, event_type, data)
         .await

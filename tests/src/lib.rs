@@ -445,6 +445,21 @@ impl WsClient {
     }
 
     /// Connect with extra request headers (Cookie, Authorization, Origin).
+    /// Connect over a socket with a tiny receive buffer, for a client that
+    /// stops reading: the server's writes to it block after a few KiB.
+    pub async fn connect_small_buffer(addr: &str, path: &str) -> Result<Self> {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.set_recv_buffer_size(4096)?;
+        let tcp = socket.connect(addr.parse()?).await?;
+        let req = format!("ws://{addr}{path}").into_client_request()?;
+        let (stream, _) = tokio::time::timeout(
+            EVENT_TIMEOUT,
+            tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(tcp)),
+        )
+        .await??;
+        Ok(Self { stream })
+    }
+
     pub async fn connect_with(url: &str, headers: &[(&str, &str)]) -> Result<Self> {
         let mut req = url.into_client_request()?;
         for (k, v) in headers {

@@ -102,3 +102,70 @@ async fn redis_killed_and_restarted_mid_stream_loses_nothing() -> Result<()> {
     received_in_order(&mut on_b).await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_client_that_never_reads_is_closed_and_the_others_keep_up() -> Result<()> {
+    let config = "[limits]\noutbound_queue = 256\nwrite_timeout_ms = 2000\n".to_owned();
+    let c = Cluster::start(1, Some(config)).await?;
+    c.publisher
+        .add_api_key("k-alice", &Principal::new("alice"))
+        .await?;
+    let mut fast = Vec::new();
+    for _ in 0..10 {
+        fast.push(alice(&c, 0).await?);
+    }
+    // Reads its sync, then never again.
+    let mut slow = WsClient::connect_small_buffer(&c.gw(0).addr, "/api/ws?token=k-alice").await?;
+    assert_eq!(slow.next_json().await?["type"], "sync");
+
+    let blob = "x".repeat(16 * 1024);
+    const BIG: u64 = 600;
+    let topic = [Topic::user("alice")?];
+    let readers: Vec<_> = fast
+        .into_iter()
+        .map(|mut ws| {
+            tokio::spawn(async move {
+                for want in 0..BIG {
+                    let frame = ws.next_json().await?;
+                    anyhow::ensure!(
+                        frame["seq"] == want,
+                        "fast client: expected {want}, got {}",
+                        frame["seq"]
+                    );
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for seq in 0..BIG {
+        c.publisher
+            .progress(&topic, &json!({"seq": seq, "blob": blob}))
+            .await?;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    for r in readers {
+        r.await??;
+    }
+    herald_tests::wait_until("the slow client closed by policy", || async {
+        let metrics = c
+            .gw(0)
+            .get("/metrics")
+            .await
+            .map(|m| m.1)
+            .unwrap_or_default();
+        metrics.lines().any(|l| {
+            (l.contains("reason=\"slow_consumer\"") || l.contains("reason=\"write_timeout\""))
+                && !l.ends_with(" 0")
+        })
+    })
+    .await?;
+    // Memory stayed bounded: the slow client's backlog was dropped, not kept.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", c.gw(0).pid().unwrap_or(0)))?;
+    let rss_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(u64::MAX);
+    assert!(rss_kib < 200 * 1024, "gateway RSS {rss_kib} KiB");
+    Ok(())
+}

@@ -114,3 +114,43 @@ async fn a_position_older_than_the_history_is_reported_as_a_gap() -> Result<()> 
     assert_eq!(n(&late.next_json().await?), 5);
     Ok(())
 }
+
+#[tokio::test]
+async fn history_is_configurable_per_topic_kind() -> Result<()> {
+    use herald_publisher::{HistoryPolicy, TopicKind};
+    let c = Cluster::start(1, None).await?;
+    let publisher = c
+        .publisher
+        .clone()
+        .with_history_for(TopicKind::User, None)
+        .with_history_for(
+            TopicKind::Resource,
+            Some(HistoryPolicy {
+                max_len: 10,
+                ttl: std::time::Duration::from_secs(60),
+            }),
+        );
+    let audience = [Topic::user("u1")?, Topic::resource("run", "r1")?];
+    publisher.publish(&audience, "step", &json!({})).await?;
+    let redis = &c.redis;
+    let len = |key: &'static str| async move {
+        redis
+            .cli(&["XLEN", key])
+            .await
+            .ok()
+            .and_then(|l| l.first().and_then(|v| v.trim().parse::<u64>().ok()))
+    };
+    assert_eq!(
+        len("herald:{user:u1}:history").await,
+        Some(0),
+        "no history for user topics"
+    );
+    assert_eq!(len("herald:{res:run:r1}:history").await, Some(1));
+    let ttl = c.redis.cli(&["TTL", "herald:{res:run:r1}:history"]).await?;
+    let ttl: i64 = ttl
+        .first()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(-1);
+    assert!((1..=60).contains(&ttl), "the resource policy's TTL: {ttl}");
+    Ok(())
+}
