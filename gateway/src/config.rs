@@ -135,9 +135,21 @@ pub struct Limits {
     /// client over it is closed (1008, error `rate_limited`). 0 = no cap. Default 50.
     #[serde(default = "default_message_rate")]
     pub client_messages_per_second: u32,
+    /// New connections per second one address may open (bursts of twice
+    /// that); beyond: HTTP 429. 0 = no cap. Default 0.
+    #[serde(default)]
+    pub connects_per_ip_per_second: u32,
+    /// Time a client has to send its request head after connecting; slower
+    /// (or silent) connections are closed. Default 10000.
+    #[serde(default = "default_handshake_timeout")]
+    pub handshake_timeout_ms: u64,
     /// Client messages one connection may send in a burst. Default 100.
     #[serde(default = "default_message_burst")]
     pub client_message_burst: u32,
+}
+
+fn default_handshake_timeout() -> u64 {
+    10_000
 }
 
 fn default_message_rate() -> u32 {
@@ -156,6 +168,8 @@ impl Default for Limits {
             write_timeout_ms: default_write_timeout(),
             connections_per_ip: 0,
             connections_per_principal: 0,
+            connects_per_ip_per_second: 0,
+            handshake_timeout_ms: default_handshake_timeout(),
             client_messages_per_second: default_message_rate(),
             client_message_burst: default_message_burst(),
         }
@@ -371,6 +385,12 @@ impl Config {
             return invalid(
                 "limits.read_buffer_bytes",
                 "must be at least 256".to_owned(),
+            );
+        }
+        if self.limits.handshake_timeout_ms == 0 {
+            return invalid(
+                "limits.handshake_timeout_ms",
+                "must be greater than zero".to_owned(),
             );
         }
         if self.limits.write_timeout_ms == 0 {

@@ -28,13 +28,13 @@ pub mod metrics;
 pub mod presence;
 pub mod profile;
 pub mod replay;
+pub mod server;
 pub mod shutdown;
 pub mod sse;
 pub mod store;
 pub mod ws;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,6 +48,7 @@ use fred::interfaces::ClientLike;
 use herald_shared::Keys;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authenticator;
 use crate::broker::Broker;
@@ -191,6 +192,7 @@ pub async fn run(
         limits: ConnectionLimits::new(
             config.limits.connections_per_ip,
             config.limits.connections_per_principal,
+            config.limits.connects_per_ip_per_second,
         ),
         presence,
         replica_id,
@@ -204,15 +206,19 @@ pub async fn run(
 
     let app = router(Arc::clone(&state));
     let drain_state = Arc::clone(&state);
-    axum::serve(
+    let stop = CancellationToken::new();
+    let accept = tokio::spawn(server::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        signal.await;
-        drain_state.shutdown.begin();
-    })
-    .await?;
+        app,
+        Duration::from_millis(state.config.limits.handshake_timeout_ms),
+        stop.clone(),
+        state.shutdown.tracker().clone(),
+    ));
+    signal.await;
+    // Stop accepting first (new connections are refused: not ready), then drain.
+    stop.cancel();
+    let _ = accept.await;
+    drain_state.shutdown.begin();
     state.shutdown.wait().await;
     tracing::info!("stopped");
     Ok(())

@@ -52,10 +52,16 @@ impl<K: Hash + Eq + Clone> Drop for Slot<K> {
 pub struct ConnectionLimits {
     per_ip: Arc<Counts<IpAddr>>,
     per_principal: Arc<Counts<String>>,
+    /// New connections per second per address (a token bucket each).
+    connect_rate: u32,
+    connects: Mutex<HashMap<IpAddr, MessageBudget>>,
 }
 
+/// Addresses remembered for the connect rate before idle ones are pruned.
+const MAX_TRACKED_ADDRESSES: usize = 10_000;
+
 impl ConnectionLimits {
-    pub fn new(per_ip: usize, per_principal: usize) -> Self {
+    pub fn new(per_ip: usize, per_principal: usize, connect_rate: u32) -> Self {
         Self {
             per_ip: Arc::new(Counts {
                 limit: per_ip,
@@ -65,7 +71,28 @@ impl ConnectionLimits {
                 limit: per_principal,
                 open: Mutex::new(HashMap::new()),
             }),
+            connect_rate,
+            connects: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether `ip` may open another connection now (bursts of up to twice the rate).
+    pub fn connect_allowed(&self, ip: IpAddr) -> bool {
+        if self.connect_rate == 0 {
+            return true;
+        }
+        let now = tokio::time::Instant::now();
+        let mut connects = self.connects.lock().unwrap_or_else(|e| e.into_inner());
+        if connects.len() >= MAX_TRACKED_ADDRESSES && !connects.contains_key(&ip) {
+            connects.retain(|_, b| {
+                now.saturating_duration_since(b.last) < std::time::Duration::from_secs(10)
+            });
+        }
+        let rate = self.connect_rate;
+        connects
+            .entry(ip)
+            .or_insert_with(|| MessageBudget::new(rate, rate.saturating_mul(2)))
+            .take(now)
     }
 
     pub fn ip(&self, ip: IpAddr) -> Option<Slot<IpAddr>> {
@@ -137,7 +164,7 @@ mod tests {
 
     #[test]
     fn caps_and_releases() {
-        let l = ConnectionLimits::new(1, 2);
+        let l = ConnectionLimits::new(1, 2, 0);
         let ip = IpAddr::from([127, 0, 0, 1]);
         let first = l.ip(ip);
         assert!(first.is_some());
@@ -148,6 +175,11 @@ mod tests {
         assert!(
             a.is_some() && b.is_some() && l.principal("x").is_none() && l.principal("y").is_some()
         );
-        assert!(ConnectionLimits::new(0, 0).principal("x").is_some());
+        assert!(ConnectionLimits::new(0, 0, 0).principal("x").is_some());
+        let rate = ConnectionLimits::new(0, 0, 1);
+        assert!(
+            rate.connect_allowed(ip) && rate.connect_allowed(ip) && !rate.connect_allowed(ip),
+            "burst of 2 at 1/s"
+        );
     }
 }

@@ -48,6 +48,13 @@ pub async fn upgrade(
 ) -> Response {
     let path = path.map(|Path(p)| p).unwrap_or_default();
     // Before any handshake work, so a connection storm from one address is cheap to refuse.
+    if !app.limits.connect_allowed(peer.ip()) {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            "connecting too fast from this address",
+        )
+            .into_response();
+    }
     let Some(ip_slot) = app.limits.ip(peer.ip()) else {
         return (
             StatusCode::TOO_MANY_REQUESTS,

@@ -202,3 +202,96 @@ async fn forged_and_stale_tokens_are_refused_and_never_logged() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn clients_that_never_finish_their_request_are_disconnected() -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let c = Cluster::start(1, Some("[limits]\nhandshake_timeout_ms = 300\n".to_owned())).await?;
+    for partial in ["", "GET /api/ws HTTP/1.1\r\nHost: x\r\n"] {
+        let mut s = tokio::net::TcpStream::connect(&c.gw(0).addr).await?;
+        s.write_all(partial.as_bytes()).await?;
+        let mut buf = Vec::new();
+        // Ends (EOF, perhaps after a 408) instead of hanging: bounded by the test timeout.
+        tokio::time::timeout(herald_tests::EVENT_TIMEOUT, s.read_to_end(&mut buf)).await??;
+        let text = String::from_utf8_lossy(&buf);
+        assert!(
+            buf.is_empty() || text.starts_with("HTTP/1.1 408"),
+            "{partial:?}: {text}"
+        );
+    }
+    assert_eq!(c.gw(0).get("/healthz").await?.0, 200);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_connection_storm_from_one_address_is_throttled() -> Result<()> {
+    let c = Cluster::start(
+        1,
+        Some("[limits]\nconnects_per_ip_per_second = 5\n".to_owned()),
+    )
+    .await?;
+    c.publisher
+        .add_api_key("k-alice", &Principal::new("alice"))
+        .await?;
+    let url = c.gw(0).ws_url("/api/ws?token=k-alice");
+    let mut refused = 0;
+    let mut open = Vec::new();
+    for _ in 0..40 {
+        match WsClient::connect(&url).await {
+            Ok(ws) => open.push(ws),
+            Err(e) if e.to_string().contains("429") => refused += 1,
+            Err(e) => return Err(e),
+        }
+    }
+    assert!(
+        open.len() >= 10 && refused > 0,
+        "burst admitted, storm throttled: {} open, {refused} refused",
+        open.len()
+    );
+    assert!(open.len() < 40);
+    assert_eq!(c.gw(0).get("/healthz").await?.0, 200);
+    Ok(())
+}
+
+#[tokio::test]
+async fn sigterm_spreads_closes_over_the_drain_window() -> Result<()> {
+    use herald_tests::{ADMIN_KEY, Gateway, GatewayOptions};
+    let mut gw = Gateway::start(GatewayOptions {
+        env: vec![("HERALD_DRAIN_MS".into(), "1500".into())],
+        ..Default::default()
+    })
+    .await?;
+    let mut clients = Vec::new();
+    for _ in 0..12 {
+        let mut ws = WsClient::connect(&gw.ws_url(&format!("/api/ws?token={ADMIN_KEY}"))).await?;
+        assert_eq!(ws.next_json().await?["type"], "sync");
+        clients.push(ws);
+    }
+    let start = tokio::time::Instant::now();
+    gw.signal("TERM").await?;
+    let closes = clients.into_iter().map(|mut ws| {
+        tokio::spawn(async move {
+            let (_, closed) = ws.until_closed().await?;
+            anyhow::Ok((closed.code(), start.elapsed()))
+        })
+    });
+    let mut times = Vec::new();
+    for h in closes {
+        let (code, at) = h.await??;
+        assert_eq!(code, Some(1001));
+        times.push(at);
+    }
+    times.sort();
+    let spread = times[times.len() - 1] - times[0];
+    // Uniform over 1.5 s: twelve closes all within 300 ms is vanishingly unlikely.
+    assert!(
+        spread > std::time::Duration::from_millis(300),
+        "closes spread over the window: {spread:?}"
+    );
+    assert!(times[times.len() - 1] < std::time::Duration::from_millis(1500 + 1000));
+    assert_eq!(
+        gw.wait_exit(std::time::Duration::from_secs(10)).await?,
+        Some(0)
+    );
+    Ok(())
+}
