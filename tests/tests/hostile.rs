@@ -295,3 +295,33 @@ async fn sigterm_spreads_closes_over_the_drain_window() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn api_keys_and_session_tokens_are_stored_only_hashed() -> Result<()> {
+    let c = Cluster::start(1, None).await?;
+    c.publisher
+        .add_api_key("plain-api-key-123", &Principal::new("alice"))
+        .await?;
+    c.publisher
+        .add_session(
+            "plain-session-456",
+            &Principal::new("alice"),
+            std::time::Duration::from_secs(60),
+        )
+        .await?;
+    let dump = c.redis.cli(&["--scan", "--pattern", "*"]).await?;
+    let mut everything = dump.join("\n");
+    for key in &dump {
+        everything.push_str(&c.redis.cli(&["GET", key]).await?.join("\n"));
+    }
+    for secret in ["plain-api-key-123", "plain-session-456"] {
+        assert!(!everything.contains(secret), "{secret} stored in clear");
+        assert!(
+            everything.contains(&herald_shared::hash_secret(secret)),
+            "{secret} stored by its hash"
+        );
+    }
+    let mut ws = WsClient::connect(&c.gw(0).ws_url("/api/ws?token=plain-api-key-123")).await?;
+    assert_eq!(ws.next_json().await?["type"], "sync");
+    Ok(())
+}
