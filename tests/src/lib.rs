@@ -745,3 +745,60 @@ impl SseResponse {
         }
     }
 }
+
+/// Assert an error frame of the flat `{type,code,message,timestamp}` shape
+/// (Stella Ops): `code`, a non-empty message (or exactly `message`), an
+/// RFC 3339 UTC timestamp.
+pub fn assert_error_frame(frame: &Value, code: &str, message: Option<&str>) {
+    assert_eq!(frame["type"], "error", "{frame}");
+    assert_eq!(frame["code"], code, "{frame}");
+    match message {
+        Some(m) => assert_eq!(frame["message"], m, "{frame}"),
+        None => assert!(
+            frame["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{frame}"
+        ),
+    }
+    assert!(
+        frame["timestamp"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{frame}"
+    );
+}
+
+/// Publish `data` to `audience`, retrying while Redis is unreachable (fault
+/// tests keep publishing through outages); fails after 20 s.
+pub async fn publish_retrying(
+    publisher: &herald_publisher::Publisher,
+    audience: &[herald_publisher::Topic],
+    event_type: &str,
+    data: &Value,
+) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while publisher.publish(audience, event_type, data).await.is_err() {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "publish kept failing: {data}"
+        );
+    }
+    Ok(())
+}
+
+/// URL-safe base64 without padding, for hand-made (forged) JWTs.
+pub fn base64url(input: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..=chunk.len() {
+            out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}

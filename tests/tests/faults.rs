@@ -26,17 +26,13 @@ async fn publish_through<F: std::future::Future<Output = Result<()>>>(
         {
             f.await?;
         }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while publisher
-            .progress(&[Topic::user("alice")?], &json!({"seq": seq}))
-            .await
-            .is_err()
-        {
-            anyhow::ensure!(
-                tokio::time::Instant::now() < deadline,
-                "publish {seq} kept failing"
-            );
-        }
+        herald_tests::publish_retrying(
+            publisher,
+            &[Topic::user("alice")?],
+            "progress",
+            &json!({"seq": seq}),
+        )
+        .await?;
         // Paced so the fault lands mid-stream rather than after it.
         tokio::time::sleep(Duration::from_millis(2)).await;
     }

@@ -108,23 +108,6 @@ async fn cookie_sessions_refuse_foreign_origins() -> Result<()> {
     Ok(())
 }
 
-fn b64(input: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..=chunk.len() {
-            out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
-}
-
 #[tokio::test]
 async fn forged_and_stale_tokens_are_refused_and_never_logged() -> Result<()> {
     let c = Cluster::start(1, None).await?;
@@ -135,8 +118,8 @@ async fn forged_and_stale_tokens_are_refused_and_never_logged() -> Result<()> {
     let secret = JWT_SECRET.as_bytes();
     let none = format!(
         "{}.{}.",
-        b64(br#"{"alg":"none","typ":"JWT"}"#),
-        b64(json!({"sub": "x", "exp": now + 600}).to_string().as_bytes())
+        herald_tests::base64url(br#"{"alg":"none","typ":"JWT"}"#),
+        herald_tests::base64url(json!({"sub": "x", "exp": now + 600}).to_string().as_bytes())
     );
     let tokens = [
         ("alg none", none),

@@ -111,18 +111,13 @@ async fn nothing_lost_nothing_repeated_through_redis_and_replica_crashes() -> Re
         if seq == 2 * events / 3 {
             c.gateways[0].kill().await?;
         }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while c
-            .publisher
-            .publish(std::slice::from_ref(&topic), "tick", &json!({"seq": seq}))
-            .await
-            .is_err()
-        {
-            anyhow::ensure!(
-                tokio::time::Instant::now() < deadline,
-                "publish {seq} kept failing"
-            );
-        }
+        herald_tests::publish_retrying(
+            &c.publisher,
+            std::slice::from_ref(&topic),
+            "tick",
+            &json!({"seq": seq}),
+        )
+        .await?;
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 

@@ -34,15 +34,7 @@ async fn subscribed(c: &Cluster, run: &str) -> Result<()> {
 }
 
 fn assert_error(frame: &serde_json::Value, message: &str) {
-    assert_eq!(frame["type"], "error", "{frame}");
-    assert_eq!(frame["code"], "unauthorized", "{frame}");
-    assert_eq!(frame["message"], message, "{frame}");
-    assert!(
-        frame["timestamp"]
-            .as_str()
-            .is_some_and(|t| t.ends_with('Z')),
-        "{frame}"
-    );
+    herald_tests::assert_error_frame(frame, "unauthorized", Some(message));
 }
 
 #[tokio::test]

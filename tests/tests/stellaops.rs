@@ -30,18 +30,7 @@ async fn registered(c: &Cluster, kind: &str, id: &str) -> Result<Topic> {
 }
 
 fn assert_error(frame: &Value, code: &str) {
-    assert_eq!(frame["type"], "error", "{frame}");
-    assert_eq!(frame["code"], code, "{frame}");
-    assert!(
-        frame["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "{frame}"
-    );
-    assert!(
-        frame["timestamp"]
-            .as_str()
-            .is_some_and(|t| t.ends_with('Z')),
-        "{frame}"
-    );
+    herald_tests::assert_error_frame(frame, code, None);
 }
 
 #[tokio::test]

@@ -55,6 +55,14 @@ impl Refusal {
 }
 
 impl Connection {
+    /// The topic of the channel a subscribe/unsubscribe frame names.
+    fn named_channel(&self, name: Option<&str>) -> Result<Topic, Refusal> {
+        let name = name.ok_or(Refusal::BadRequest("Missing channel"))?;
+        self.profile
+            .channel_topic(name, &self.principal, &self.path)
+            .ok_or(Refusal::BadRequest("Invalid channel name"))
+    }
+
     pub(crate) async fn subscribe(
         &self,
         sub: &Arc<Subscriber>,
@@ -67,11 +75,7 @@ impl Connection {
             .channels
             .as_ref()
             .ok_or(Refusal::BadRequest("Channels are not supported"))?;
-        let name = name.ok_or(Refusal::BadRequest("Missing channel"))?;
-        let topic = self
-            .profile
-            .channel_topic(name, &self.principal, &self.path)
-            .ok_or(Refusal::BadRequest("Invalid channel name"))?;
+        let topic = self.named_channel(name)?;
         if channels.joined.contains(&topic) {
             return Ok(());
         }
@@ -105,11 +109,7 @@ impl Connection {
         channels: &mut Channels,
         name: Option<&str>,
     ) -> Result<(), Refusal> {
-        let name = name.ok_or(Refusal::BadRequest("Missing channel"))?;
-        let topic = self
-            .profile
-            .channel_topic(name, &self.principal, &self.path)
-            .ok_or(Refusal::BadRequest("Invalid channel name"))?;
+        let topic = self.named_channel(name)?;
         if channels.joined.contains(&topic) {
             self.app.hub.leave(&topic, sub).await;
             channels.forget(&topic);
