@@ -1,15 +1,19 @@
-//! Herald's gateway: serves products' real-time APIs over WebSocket from
-//! route profiles, and fans out events that backends publish through Redis
+//! Herald's gateway: serves products' real-time APIs over WebSocket (and
+//! Server-Sent Events) from route profiles, and fans out events that backends publish through Redis
 //! (or the embedded broker) to every connection that should see them.
 //!
 //! Components, from the edge inwards:
 //! - [`config`]: one typed configuration, TOML + `HERALD_*` environment, validated.
-//! - [`ws`]: the upgrade handler; authenticates with [`auth`], starts a [`conn`] task.
+//! - [`server`]: the accept loop (request-head timeout, TCP keepalive, drain tracking).
+//! - [`ws`]: the route handler; address caps from [`limits`], authenticates with
+//!   [`auth`], starts a [`conn`] task or an [`sse`] stream.
 //! - [`auth`]: credentials (JWT, admin key, API keys, sessions) to a principal.
 //! - [`profile`]: route profiles compiled for serving, and wire encoding.
 //! - [`conn`]: one task per socket: topics, snapshot, events, client frames, heartbeat.
+//! - [`replay`]: history replay on connect (resume positions, latest events, gaps).
 //! - [`hub`]: topic → local connections; drives broker subscriptions; fan-out.
-//! - [`broker`]: the seam to other replicas: in-memory or Redis pub/sub.
+//! - [`broker`]: the seam to other replicas: in-memory or Redis pub/sub, with
+//!   gap repair from history after a reconnect.
 //! - [`store`]: API keys, sessions, snapshots and grants written by backends; leases.
 //! - [`presence`]: cluster-wide online/offline events (agents).
 //! - [`lease`]: exclusive keys (`client_id`) held by this replica, renewed together.
