@@ -32,9 +32,14 @@ use tokio_util::sync::CancellationToken;
 use super::{Broker, BrokerError, EventSink};
 use crate::metrics;
 
-/// Slots in fred's broadcast channels; a burst larger than this between two
-/// polls of our receiver loop is counted as lag (and lost).
-const BROADCAST_CAPACITY: usize = 65_536;
+/// Slots in the subscriber's broadcast channels; a burst larger than this
+/// between two polls of our receiver loop is counted as lag (lost live, then
+/// repaired from history). fred allocates every slot up front for each of
+/// its notification channels, so this costs memory per client: 65,536 slots
+/// cost ~100 MiB of RSS; 8,192 cost a few MiB. Clients that never receive
+/// pub/sub messages keep fred's default.
+const SUBSCRIBER_BROADCAST_CAPACITY: usize = 8_192;
+const DEFAULT_BROADCAST_CAPACITY: usize = 32;
 /// Channels per SUBSCRIBE command when resubscribing.
 const RESUBSCRIBE_CHUNK: usize = 512;
 const HEALTH_INTERVAL: Duration = Duration::from_millis(500);
@@ -69,6 +74,10 @@ impl std::fmt::Debug for RedisBroker {
 
 /// Client settings shared by the gateway's Redis connections.
 pub fn builder(url: &str) -> Result<Builder, BrokerError> {
+    builder_with(url, DEFAULT_BROADCAST_CAPACITY)
+}
+
+fn builder_with(url: &str, broadcast_capacity: usize) -> Result<Builder, BrokerError> {
     let mut config = FredConfig::from_url(url).map_err(|e| BrokerError::Config(e.to_string()))?;
     // Start even when Redis is down: the replica reports not-ready and keeps trying.
     config.fail_fast = false;
@@ -79,7 +88,7 @@ pub fn builder(url: &str) -> Result<Builder, BrokerError> {
     let mut b = Builder::from_config(config);
     b.set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
     b.set_performance_config(PerformanceConfig {
-        broadcast_channel_capacity: BROADCAST_CAPACITY,
+        broadcast_channel_capacity: broadcast_capacity,
         default_command_timeout: Duration::from_secs(5),
         ..Default::default()
     });
@@ -98,11 +107,12 @@ pub fn builder(url: &str) -> Result<Builder, BrokerError> {
 impl RedisBroker {
     /// Connect in the background and start the receiver and health loops.
     pub fn start(url: &str, keys: Keys) -> Result<Arc<Self>, BrokerError> {
-        let b = builder(url)?;
-        let subscriber = b
+        let subscriber = builder_with(url, SUBSCRIBER_BROADCAST_CAPACITY)?
             .build_subscriber_client()
             .map_err(|e| BrokerError::Config(e.to_string()))?;
-        let commands = b.build().map_err(|e| BrokerError::Config(e.to_string()))?;
+        let commands = builder(url)?
+            .build()
+            .map_err(|e| BrokerError::Config(e.to_string()))?;
         let broker = Arc::new(Self {
             subscriber,
             commands,

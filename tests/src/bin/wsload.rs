@@ -1,0 +1,182 @@
+//! `herald-wsload`: a bounded load tool for BENCHMARKS.md.
+//!
+//! Opens N WebSocket connections to a gateway (the kubegen route, all
+//! subscribed to one channel), measures the gateway's RSS before and after
+//! (idle cost per connection), then publishes M events through
+//! `herald-publisher` and measures deliveries per second and the
+//! publish-to-receive latency (p50/p99) over every delivery.
+//!
+//! ```text
+//! herald-wsload --gateway 127.0.0.1:8080 --pid $(pidof herald-gateway) \
+//!   --redis redis://127.0.0.1:6390 --connections 2000 --events 200 --rate 100
+//! ```
+//! The gateway needs HERALD_JWT_SECRET equal to --jwt-secret. Loopback only;
+//! every loop is bounded by the counts given and a deadline.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use futures_util::{SinkExt, StreamExt};
+use herald_publisher::{Publisher, Topic};
+use tokio_tungstenite::tungstenite::Message;
+
+struct Args {
+    gateway: String,
+    pid: u32,
+    redis: String,
+    connections: usize,
+    events: u64,
+    rate: u64,
+    jwt_secret: String,
+}
+
+fn parse() -> Result<Args> {
+    let mut a = Args {
+        gateway: "127.0.0.1:8080".into(),
+        pid: 0,
+        redis: "redis://127.0.0.1:6379".into(),
+        connections: 1000,
+        events: 100,
+        rate: 100,
+        jwt_secret: herald_tests::JWT_SECRET.into(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--gateway" => a.gateway = value,
+            "--pid" => a.pid = value.parse()?,
+            "--redis" => a.redis = value,
+            "--connections" => a.connections = value.parse()?,
+            "--events" => a.events = value.parse()?,
+            "--rate" => a.rate = value.parse()?,
+            "--jwt-secret" => a.jwt_secret = value,
+            _ => bail!("unknown flag {flag}"),
+        }
+    }
+    if !a.gateway.starts_with("127.") && !a.gateway.starts_with("localhost") {
+        bail!("loopback gateways only");
+    }
+    Ok(a)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = parse()?;
+    let claims = herald_shared::Claims {
+        sub: "load".into(),
+        org: None,
+        roles: vec!["admin".into()],
+        exp: now_us() / 1_000_000 + 3600,
+        topics: vec![],
+    };
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(args.jwt_secret.as_bytes()),
+    )?;
+    let rss_before = rss_kib(args.pid);
+    let url = format!("ws://{}/v1/ws?token={token}", args.gateway);
+    let mut sockets = Vec::with_capacity(args.connections);
+    let opened = Instant::now();
+    for _ in 0..args.connections {
+        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await?;
+        ws.send(Message::Text(
+            r#"{"type":"subscribe","channel":"bench"}"#.into(),
+        ))
+        .await?;
+        sockets.push(ws);
+    }
+    let open_secs = opened.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(2)).await; // let subscriptions and allocations settle
+    let rss_idle = rss_kib(args.pid);
+    println!(
+        "connections={} opened_per_s={:.0} rss_before_kib={rss_before} rss_idle_kib={rss_idle} per_connection_kib={:.2}",
+        args.connections,
+        args.connections as f64 / open_secs,
+        (rss_idle.saturating_sub(rss_before)) as f64 / args.connections as f64
+    );
+
+    let expected = args.events * args.connections as u64;
+    let received = Arc::new(AtomicU64::new(0));
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::with_capacity(expected as usize)));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut readers = Vec::new();
+    for mut ws in sockets {
+        let (received, latencies, events) =
+            (Arc::clone(&received), Arc::clone(&latencies), args.events);
+        readers.push(tokio::spawn(async move {
+            let mut mine = Vec::with_capacity(events as usize);
+            while (mine.len() as u64) < events && Instant::now() < deadline {
+                let Ok(Some(Ok(Message::Text(t)))) =
+                    tokio::time::timeout(Duration::from_secs(30), ws.next()).await
+                else {
+                    break;
+                };
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(t.as_str()) else {
+                    continue;
+                };
+                if let Some(sent) = v["data"]["t"].as_u64() {
+                    mine.push(now_us().saturating_sub(sent));
+                    received.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            if let Ok(mut l) = latencies.lock() {
+                l.extend(mine);
+            }
+        }));
+    }
+    let publisher = Publisher::connect(&args.redis).await?;
+    let topic = [Topic::resource("kubegen", "bench")?];
+    let started = Instant::now();
+    let gap = Duration::from_secs_f64(1.0 / args.rate.max(1) as f64);
+    for n in 0..args.events {
+        publisher
+            .publish(&topic, "bench", &serde_json::json!({"n": n, "t": now_us()}))
+            .await?;
+        let next = started + gap * (n as u32 + 1);
+        tokio::time::sleep_until(next.into()).await;
+    }
+    for r in readers {
+        let _ = r.await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let got = received.load(Ordering::Relaxed);
+    let mut l = latencies.lock().map(|l| l.clone()).unwrap_or_default();
+    l.sort_unstable();
+    let pct = |p: f64| {
+        l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0) as f64
+            / 1000.0
+    };
+    println!(
+        "events={} deliveries={got}/{expected} deliveries_per_s={:.0} p50_ms={:.2} p99_ms={:.2} max_ms={:.2}",
+        args.events,
+        got as f64 / secs,
+        pct(0.50),
+        pct(0.99),
+        pct(1.0)
+    );
+    Ok(())
+}
