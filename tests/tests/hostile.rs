@@ -252,12 +252,16 @@ async fn sigterm_spreads_closes_over_the_drain_window() -> Result<()> {
     }
     let start = tokio::time::Instant::now();
     gw.signal("TERM").await?;
-    let closes = clients.into_iter().map(|mut ws| {
-        tokio::spawn(async move {
-            let (_, closed) = ws.until_closed().await?;
-            anyhow::Ok((closed.code(), start.elapsed()))
+    // Spawned at once (collected), so each close is timed when it arrives.
+    let closes: Vec<_> = clients
+        .into_iter()
+        .map(|mut ws| {
+            tokio::spawn(async move {
+                let (_, closed) = ws.until_closed().await?;
+                anyhow::Ok((closed.code(), start.elapsed()))
+            })
         })
-    });
+        .collect();
     let mut times = Vec::new();
     for h in closes {
         let (code, at) = h.await??;
