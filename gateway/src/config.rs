@@ -25,6 +25,7 @@ pub mod env {
     pub const ADMIN_KEY: &str = "HERALD_ADMIN_KEY";
     pub const LOG_FORMAT: &str = "HERALD_LOG_FORMAT";
     pub const DRAIN_MS: &str = "HERALD_DRAIN_MS";
+    pub const UNREADY_MS: &str = "HERALD_UNREADY_MS";
 }
 
 /// Why the configuration was refused.
@@ -197,12 +198,18 @@ pub struct ShutdownConfig {
     /// Default 5000; `HERALD_DRAIN_MS`. Keep it below the pod's grace period.
     #[serde(default = "default_drain")]
     pub drain_ms: u64,
+    /// On SIGTERM, first report not-ready (`/readyz` 503) this long while
+    /// still serving, so load balancers that poll readiness stop routing here
+    /// before the listener closes. Default 0; the Helm chart sets 2000.
+    #[serde(default)]
+    pub unready_ms: u64,
 }
 
 impl Default for ShutdownConfig {
     fn default() -> Self {
         Self {
             drain_ms: default_drain(),
+            unready_ms: 0,
         }
     }
 }
@@ -325,6 +332,12 @@ impl Config {
         if let Some(v) = env(env::DRAIN_MS) {
             self.shutdown.drain_ms = v.parse().map_err(|e| ConfigError::Env {
                 var: env::DRAIN_MS,
+                reason: format!("`{v}` is not milliseconds ({e})"),
+            })?;
+        }
+        if let Some(v) = env(env::UNREADY_MS) {
+            self.shutdown.unready_ms = v.parse().map_err(|e| ConfigError::Env {
+                var: env::UNREADY_MS,
                 reason: format!("`{v}` is not milliseconds ({e})"),
             })?;
         }

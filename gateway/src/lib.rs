@@ -219,7 +219,10 @@ pub async fn run(
         state.shutdown.tracker().clone(),
     ));
     signal.await;
-    // Stop accepting first (new connections are refused: not ready), then drain.
+    // Not ready first, still serving, so balancers polling readiness move
+    // away; then stop accepting (new connections are refused) and drain.
+    state.shutdown.unready();
+    tokio::time::sleep(Duration::from_millis(state.config.shutdown.unready_ms)).await;
     stop.cancel();
     let _ = accept.await;
     drain_state.shutdown.begin();

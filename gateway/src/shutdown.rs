@@ -4,7 +4,8 @@
 //! detached tasks) and never finishes while an SSE response is open, so
 //! sockets are tracked here: a token to signal, a tracker to wait on, and a
 //! phase that `/readyz` and logs observe. Sequence on SIGTERM/SIGINT:
-//! `Running` → `Draining` (not ready, stop accepting, every socket closes
+//! `Running` → `Draining` (not ready at once; after `shutdown.unready_ms`
+//! stop accepting, then every socket closes
 //! with its profile's shutdown code at a random moment within the drain
 //! window) → `Stopped` (all sockets gone, or the window plus a grace expired).
 
@@ -66,6 +67,11 @@ impl Shutdown {
         } else {
             Duration::from_millis(rand::rng().random_range(0..ms))
         }
+    }
+
+    /// Report not-ready (`/readyz` 503) while still serving.
+    pub fn unready(&self) {
+        self.phase.store(Phase::Draining as u8, Ordering::Release);
     }
 
     /// Begin draining: not ready, sockets told to close.

@@ -213,3 +213,31 @@ async fn sigterm_drains_sockets_with_1001_and_exits() -> Result<()> {
     assert_eq!(code, Some(0), "exit status; log:\n{}", gw.log_text());
     Ok(())
 }
+
+#[tokio::test]
+async fn sigterm_reports_not_ready_while_still_serving_then_drains() -> Result<()> {
+    let mut gw = Gateway::start(GatewayOptions {
+        env: vec![
+            ("HERALD_UNREADY_MS".into(), "1500".into()),
+            ("HERALD_DRAIN_MS".into(), "200".into()),
+        ],
+        ..Default::default()
+    })
+    .await?;
+    gw.wait_ready(true).await?;
+    let mut early = WsClient::connect(&gw.ws_url(&format!("/api/ws?token={ADMIN_KEY}"))).await?;
+    assert_eq!(early.next_json().await?["type"], "sync");
+    gw.signal("TERM").await?;
+    gw.wait_ready(false).await?;
+    // Not ready, yet still accepting and serving.
+    let mut late = WsClient::connect(&gw.ws_url(&format!("/api/ws?token={ADMIN_KEY}"))).await?;
+    assert_eq!(late.next_json().await?["type"], "sync");
+    for ws in [&mut early, &mut late] {
+        assert_eq!(ws.until_closed().await?.1.code(), Some(1001));
+    }
+    assert_eq!(
+        gw.wait_exit(std::time::Duration::from_secs(10)).await?,
+        Some(0)
+    );
+    Ok(())
+}
