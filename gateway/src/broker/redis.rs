@@ -155,6 +155,12 @@ impl RedisBroker {
                     let Some(topic) = self.keys.topic_of_channel(&msg.channel) else {
                         continue;
                     };
+                    // UNSUBSCRIBE, like SUBSCRIBE, resolves before Redis has
+                    // processed it: a message can still arrive for a topic we
+                    // left. The channel set is the truth.
+                    if !self.channels().contains(&*msg.channel) {
+                        continue;
+                    }
                     let Some(bytes) = msg.value.as_bytes() else {
                         metrics::broker_invalid_message();
                         continue;
