@@ -4,8 +4,10 @@
 //! after one lease length.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
+
+use parking_lot::{Mutex, MutexGuard};
 
 use crate::store::{Store, StoreError};
 
@@ -34,8 +36,8 @@ impl Leases {
         leases
     }
 
-    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, u64)>> {
-        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    fn held(&self) -> MutexGuard<'_, HashMap<String, (String, u64)>> {
+        self.held.lock()
     }
 
     /// Take `key` for `holder`; false when another connection has it.

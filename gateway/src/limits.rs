@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 #[derive(Debug)]
 struct Counts<K> {
@@ -15,7 +17,7 @@ struct Counts<K> {
 
 impl<K: Hash + Eq + Clone> Counts<K> {
     fn acquire(self: &Arc<Self>, key: &K) -> Option<Slot<K>> {
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open = self.open.lock();
         let n = open.entry(key.clone()).or_insert(0);
         if self.limit > 0 && *n >= self.limit {
             return None;
@@ -37,7 +39,7 @@ pub struct Slot<K: Hash + Eq + Clone> {
 
 impl<K: Hash + Eq + Clone> Drop for Slot<K> {
     fn drop(&mut self) {
-        let mut open = self.counts.open.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open = self.counts.open.lock();
         if let Some(n) = open.get_mut(&self.key) {
             *n -= 1;
             if *n == 0 {
@@ -82,7 +84,7 @@ impl ConnectionLimits {
             return true;
         }
         let now = tokio::time::Instant::now();
-        let mut connects = self.connects.lock().unwrap_or_else(|e| e.into_inner());
+        let mut connects = self.connects.lock();
         if connects.len() >= MAX_TRACKED_ADDRESSES && !connects.contains_key(&ip) {
             connects.retain(|_, b| {
                 now.saturating_duration_since(b.last) < std::time::Duration::from_secs(10)

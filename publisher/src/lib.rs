@@ -23,12 +23,14 @@ use std::time::Duration;
 use fred::interfaces::{ClientLike, KeysInterface, LuaInterface, PubsubInterface, SetsInterface};
 use fred::prelude::{Builder, Client, Config, Expiration, ReconnectPolicy};
 use herald_shared::envelope::{CONTROL_RESYNC, CONTROL_REVOKE, check_event_type};
-use herald_shared::{ENVELOPE_VERSION, Envelope, Keys, hash_secret};
+use herald_shared::history;
+use herald_shared::{Envelope, Keys, hash_secret, now_ms};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
 mod upstream;
 
+pub use herald_shared::history::HistoryPolicy;
 pub use herald_shared::topic::TopicKind;
 pub use herald_shared::{Principal, Topic, TopicError};
 pub use upstream::UpstreamMessage;
@@ -64,35 +66,6 @@ pub struct Publisher {
     history: Option<HistoryPolicy>,
     history_by_kind: Vec<(TopicKind, Option<HistoryPolicy>)>,
 }
-
-/// How much of each topic's past Redis keeps, so gateways can replay it to
-/// clients that resume (SSE `Last-Event-ID`) and fill gaps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HistoryPolicy {
-    /// Entries kept per topic (approximately: trimmed with `MAXLEN ~`).
-    pub max_len: u64,
-    /// A topic's history is dropped this long after its last event.
-    pub ttl: Duration,
-}
-
-impl Default for HistoryPolicy {
-    fn default() -> Self {
-        Self {
-            max_len: 1000,
-            ttl: Duration::from_secs(3600),
-        }
-    }
-}
-
-/// Append to a topic's history stream and publish, in one step, so every
-/// published copy carries its offset. KEYS: stream, channel. ARGV: envelope
-/// (without offset), max length, TTL seconds.
-const PUBLISH_WITH_HISTORY: &str = r#"
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', ARGV[1])
-if tonumber(ARGV[3]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
-redis.call('PUBLISH', KEYS[2], string.sub(ARGV[1], 1, -2) .. ',"offset":"' .. id .. '"}')
-return id
-"#;
 
 impl std::fmt::Debug for Publisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -200,34 +173,16 @@ impl Publisher {
         let data: Box<RawValue> = serde_json::value::to_raw_value(data)?;
         let id = uuid::Uuid::now_v7().to_string();
         let ts = now_ms();
-        let envelopes = audience.iter().map(|topic| Envelope {
-            v: ENVELOPE_VERSION,
-            id: id.clone(),
-            event_type: event_type.to_owned(),
-            ts,
-            topic: topic.clone(),
-            to: if audience.len() > 1 {
-                audience.to_vec()
-            } else {
-                Vec::new()
-            },
-            offset: None,
-            data: data.clone(),
-        });
+        let envelopes = Envelope::for_audience(&id, event_type, ts, audience, &data);
         // Control events are instructions for live connections, not history.
         let control = event_type.starts_with(herald_shared::envelope::CONTROL_PREFIX);
-        let calls = envelopes.map(|env| async move {
+        let calls = envelopes.into_iter().map(|env| async move {
             let topic = env.topic.as_str();
             match self.history_for(&env.topic).filter(|_| !control) {
                 Some(h) => {
-                    let keys = vec![self.keys.history(topic), self.keys.channel(topic)];
-                    let args = vec![
-                        env.encode(),
-                        h.max_len.to_string(),
-                        h.ttl.as_secs().to_string(),
-                    ];
+                    let (keys, args) = history::publish_call(&self.keys, &env, &h);
                     self.client
-                        .eval::<String, _, _, _>(PUBLISH_WITH_HISTORY, keys, args)
+                        .eval::<String, _, _, _>(history::PUBLISH_WITH_HISTORY, keys, args)
                         .await
                         .map(drop)
                 }
@@ -574,11 +529,4 @@ impl Publisher {
 /// The topic of an organisation's channel: `res:channel:{org}:{channel}`.
 pub fn channel_topic(org: &str, channel: &str) -> Result<Topic, TopicError> {
     Topic::parse(&format!("res:channel:{org}:{channel}"))
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

@@ -19,6 +19,12 @@
 //!   joined and ignores the other copies, so it sees the event once.
 //! - `offset`: the topic's history offset, when history is on.
 //! - `data`: the payload, an arbitrary JSON value (an object for flat frames).
+//!
+//! This module is the one owner of that byte layout: building envelopes for
+//! an audience, the clock their `ts` comes from, and the raw-bytes helpers
+//! the gateway's hot path uses instead of parsing ([`id_of`], [`offset_of`],
+//! [`with_offset`]). The history script in [`crate::history`] appends the
+//! offset the same way [`with_offset`] does.
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -70,6 +76,55 @@ pub struct Envelope {
 }
 
 impl Envelope {
+    /// One event for each topic of an audience, sharing `id`, `ts` and
+    /// `data`. `to` is written only when the audience has several topics.
+    pub fn for_audience(
+        id: &str,
+        event_type: &str,
+        ts: i64,
+        audience: &[Topic],
+        data: &RawValue,
+    ) -> Vec<Self> {
+        let to = if audience.len() > 1 {
+            audience.to_vec()
+        } else {
+            Vec::new()
+        };
+        audience
+            .iter()
+            .map(|topic| Self {
+                v: ENVELOPE_VERSION,
+                id: id.to_owned(),
+                event_type: event_type.to_owned(),
+                ts,
+                topic: topic.clone(),
+                to: to.clone(),
+                offset: None,
+                data: data.to_owned(),
+            })
+            .collect()
+    }
+
+    /// One event on one topic, without audience or offset.
+    pub fn single(
+        id: String,
+        event_type: &str,
+        ts: i64,
+        topic: Topic,
+        data: Box<RawValue>,
+    ) -> Self {
+        Self {
+            v: ENVELOPE_VERSION,
+            id,
+            event_type: event_type.to_owned(),
+            ts,
+            topic,
+            to: Vec::new(),
+            offset: None,
+            data,
+        }
+    }
+
     /// Decode and check an envelope received from Redis.
     pub fn decode(bytes: &[u8]) -> Result<Self, EnvelopeError> {
         let env: Envelope = serde_json::from_slice(bytes)?;
@@ -98,6 +153,42 @@ impl Envelope {
     pub fn is_control(&self) -> bool {
         self.event_type.starts_with(CONTROL_PREFIX)
     }
+}
+
+/// Wall-clock Unix milliseconds: the `ts` of every envelope.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The envelope's `"id"` from raw bytes, without parsing the message:
+/// [`Envelope::encode`] writes it second, after `"v"`.
+pub fn id_of(payload: &[u8]) -> Option<&str> {
+    const KEY: &[u8] = b"\"id\":\"";
+    let head = &payload[..payload.len().min(96)];
+    let start = head.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let end = start + head[start..].iter().position(|b| *b == b'"')?;
+    std::str::from_utf8(&head[start..end]).ok()
+}
+
+/// The `"offset"` from raw bytes, without parsing the message: it is the
+/// envelope's last member, appended by [`with_offset`] (or the history script).
+pub fn offset_of(payload: &[u8]) -> Option<(u64, u64)> {
+    const KEY: &[u8] = b"\"offset\":\"";
+    let tail = &payload[payload.len().saturating_sub(64)..];
+    let start = tail.windows(KEY.len()).rposition(|w| w == KEY)? + KEY.len();
+    let end = start + tail[start..].iter().position(|b| *b == b'"')?;
+    parse_offset(std::str::from_utf8(&tail[start..end]).ok()?)
+}
+
+/// An encoded envelope without offset, with `offset` appended as its last
+/// member, exactly as the history script does it on publish. None when the
+/// text is not a JSON object.
+pub fn with_offset(encoded: &str, offset: &str) -> Option<String> {
+    let body = encoded.trim_end().strip_suffix('}')?;
+    Some(format!("{body},\"offset\":\"{offset}\"}}"))
 }
 
 /// A history offset (`ms-seq`, a Redis stream id) as a comparable pair.
@@ -132,6 +223,31 @@ mod tests {
         assert_eq!(env.data.get(), r#"{"x":1}"#);
         let again = Envelope::decode(env.encode().as_bytes()).expect("re-decodes");
         assert_eq!(again.id, "e1");
+    }
+
+    #[test]
+    fn raw_helpers_agree_with_encode() {
+        let data = RawValue::from_string(r#"{"offset":"9-9","id":"no"}"#.to_owned()).expect("raw");
+        let topics = [
+            Topic::parse("user:a").expect("topic"),
+            Topic::parse("role:b").expect("topic"),
+        ];
+        let envs = Envelope::for_audience("e-7", "t", 5, &topics, &data);
+        assert_eq!(envs.len(), 2);
+        assert_eq!(envs[1].audience(), &topics);
+        let encoded = envs[0].encode();
+        assert_eq!(id_of(encoded.as_bytes()), Some("e-7"));
+        assert_eq!(
+            offset_of(encoded.as_bytes()),
+            None,
+            "the payload's offset is not the envelope's"
+        );
+        let spliced = with_offset(&encoded, "1700000000000-3").expect("object");
+        assert_eq!(offset_of(spliced.as_bytes()), Some((1_700_000_000_000, 3)));
+        let back = Envelope::decode(spliced.as_bytes()).expect("valid");
+        assert_eq!(back.offset.as_deref(), Some("1700000000000-3"));
+        assert_eq!(back.data.get(), data.get());
+        assert_eq!(with_offset("[1]", "1-1"), None);
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! Rust backend gets the same rules by type:
 //!
 //! - [`topic`]: topic keys (`user:`, `org:`, `role:`, `res:`) and their validation;
-//! - [`envelope`]: the versioned event as it travels through Redis;
+//! - [`envelope`]: the versioned event as it travels through Redis, and the
+//!   one place that knows its byte layout;
+//! - [`history`]: per-topic history policy and the publish-with-history script;
 //! - [`keys`]: every Redis channel and key name, with cluster hash tags;
 //! - [`principal`]: who is connected (claims, roles) and how secrets are hashed;
 //! - [`profile`]: route-profile configuration types, pure data.
@@ -13,12 +15,14 @@
 //! This crate does no I/O and has no async runtime.
 
 pub mod envelope;
+pub mod history;
 pub mod keys;
 pub mod principal;
 pub mod profile;
 pub mod topic;
 
-pub use envelope::{ENVELOPE_VERSION, Envelope, EnvelopeError};
+pub use envelope::{ENVELOPE_VERSION, Envelope, EnvelopeError, now_ms};
+pub use history::HistoryPolicy;
 pub use keys::Keys;
 pub use principal::{Claims, Principal, hash_secret};
 pub use topic::{Topic, TopicError};

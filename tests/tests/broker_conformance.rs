@@ -8,8 +8,9 @@ use bytes::Bytes;
 use herald_gateway::broker::memory::MemoryBroker;
 use herald_gateway::broker::redis::RedisBroker;
 use herald_gateway::broker::{Broker, EventSink};
-use herald_shared::Keys;
+use herald_shared::{Envelope, HistoryPolicy, Keys, Topic};
 use herald_tests::{EVENT_TIMEOUT, RedisServer, wait_until};
+use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
 struct Recorder(mpsc::UnboundedSender<(String, Bytes)>);
@@ -26,7 +27,33 @@ async fn next(rx: &mut mpsc::UnboundedReceiver<(String, Bytes)>) -> Result<(Stri
         .context("sink closed")
 }
 
-async fn conformance(broker: Arc<dyn Broker>) -> Result<()> {
+/// An event on `topic` whose id is `id`.
+fn event(topic: &str, id: &str) -> Envelope {
+    let data = RawValue::from_string(format!("{{\"n\":\"{id}\"}}")).expect("raw JSON");
+    Envelope::single(
+        id.to_owned(),
+        "t",
+        1,
+        Topic::parse(topic).expect("topic"),
+        data,
+    )
+}
+
+/// What the sink got: the topic and the event id of the payload.
+async fn next_id(rx: &mut mpsc::UnboundedReceiver<(String, Bytes)>) -> Result<(String, String)> {
+    let (topic, payload) = next(rx).await?;
+    let env = Envelope::decode(&payload).context("delivered payload is an envelope")?;
+    Ok((topic, env.id))
+}
+
+fn pair(topic: &str, id: &str) -> (String, String) {
+    (topic.to_owned(), id.to_owned())
+}
+
+async fn conformance(
+    broker: Arc<dyn Broker>,
+    last_offset: impl FnOnce(Option<String>),
+) -> Result<()> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let sink: Arc<dyn EventSink> = Arc::new(Recorder(tx));
     broker.attach(Arc::downgrade(&sink) as Weak<dyn EventSink>);
@@ -35,44 +62,75 @@ async fn conformance(broker: Arc<dyn Broker>) -> Result<()> {
     broker.subscribe("user:a").await?;
     broker.subscribe("user:b").await?;
     broker.subscribe("user:b").await?; // idempotent
-    broker.publish("user:a", Bytes::from_static(b"1")).await?;
-    assert_eq!(
-        next(&mut rx).await?,
-        ("user:a".to_owned(), Bytes::from_static(b"1"))
-    );
+    broker.publish(&event("user:a", "1"), None).await?;
+    assert_eq!(next_id(&mut rx).await?, pair("user:a", "1"));
 
     // Unsubscribed and never-subscribed topics deliver nothing: the marker on
     // user:b is the next thing the sink sees.
     broker.unsubscribe("user:a").await?;
-    broker.publish("user:a", Bytes::from_static(b"2")).await?;
-    broker.publish("user:c", Bytes::from_static(b"3")).await?;
-    broker
-        .publish("user:b", Bytes::from_static(b"marker"))
-        .await?;
-    assert_eq!(
-        next(&mut rx).await?,
-        ("user:b".to_owned(), Bytes::from_static(b"marker"))
-    );
+    broker.publish(&event("user:a", "2"), None).await?;
+    broker.publish(&event("user:c", "3"), None).await?;
+    broker.publish(&event("user:b", "marker"), None).await?;
+    assert_eq!(next_id(&mut rx).await?, pair("user:b", "marker"));
 
     // Order per topic is publish order.
     for i in 0..200u32 {
-        broker.publish("user:b", Bytes::from(i.to_string())).await?;
+        broker
+            .publish(&event("user:b", &i.to_string()), None)
+            .await?;
     }
     for i in 0..200u32 {
-        assert_eq!(next(&mut rx).await?.1, Bytes::from(i.to_string()));
+        assert_eq!(next_id(&mut rx).await?, pair("user:b", &i.to_string()));
     }
+
+    // Publishing through history delivers the event whole; a broker that
+    // keeps history adds the offset (checked per backend below).
+    broker
+        .publish(&event("user:b", "kept"), Some(&HistoryPolicy::default()))
+        .await?;
+    let (topic, payload) = next(&mut rx).await?;
+    let env = Envelope::decode(&payload)?;
+    assert_eq!((topic.as_str(), env.id.as_str()), ("user:b", "kept"));
+    assert_eq!(env.data.get(), r#"{"n":"kept"}"#);
+    last_offset(env.offset);
     drop(sink);
     Ok(())
 }
 
 #[tokio::test]
 async fn memory_broker_conforms() -> Result<()> {
-    conformance(Arc::new(MemoryBroker::new())).await
+    conformance(Arc::new(MemoryBroker::new()), |offset| {
+        assert_eq!(offset, None, "one process keeps no history");
+    })
+    .await
 }
 
 #[tokio::test]
 async fn redis_broker_conforms() -> Result<()> {
     let redis = RedisServer::start().await?;
     let broker = RedisBroker::start(&redis.url(), Keys::new("conformance"))?;
-    conformance(broker).await
+    conformance(broker, |offset| {
+        let offset = offset.expect("history gives the published copy its offset");
+        assert!(
+            herald_shared::envelope::parse_offset(&offset).is_some(),
+            "offset {offset} is a stream id"
+        );
+    })
+    .await?;
+    // The history holds the event without offset, under the topic's key.
+    let entries = redis
+        .cli(&[
+            "XRANGE",
+            &Keys::new("conformance").history("user:b"),
+            "-",
+            "+",
+        ])
+        .await?;
+    assert!(
+        entries
+            .iter()
+            .any(|l| l.contains(r#""id":"kept""#) && !l.contains("offset")),
+        "history entry missing: {entries:?}"
+    );
+    Ok(())
 }

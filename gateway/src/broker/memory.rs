@@ -5,10 +5,12 @@
 //! single replica; it is not a test double.
 
 use std::collections::HashSet;
-use std::sync::{Mutex, OnceLock, Weak};
+use std::sync::{OnceLock, Weak};
 
 use bytes::Bytes;
 use futures_util::future::{BoxFuture, FutureExt};
+use herald_shared::{Envelope, HistoryPolicy};
+use parking_lot::{Mutex, MutexGuard};
 
 use super::{Broker, BrokerError, EventSink};
 
@@ -29,9 +31,13 @@ impl MemoryBroker {
         Self::default()
     }
 
-    fn topics(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        // A panic while holding this lock cannot leave the set half-updated.
-        self.topics.lock().unwrap_or_else(|e| e.into_inner())
+    /// Whether a topic is subscribed (what the hub asked for).
+    pub fn holds(&self, topic: &str) -> bool {
+        self.topics().contains(topic)
+    }
+
+    fn topics(&self) -> MutexGuard<'_, HashSet<String>> {
+        self.topics.lock()
     }
 }
 
@@ -50,14 +56,16 @@ impl Broker for MemoryBroker {
         futures_util::future::ready(Ok(())).boxed()
     }
 
+    /// One process keeps no history: the event is delivered alone.
     fn publish<'a>(
         &'a self,
-        topic: &'a str,
-        payload: Bytes,
+        envelope: &'a Envelope,
+        _history: Option<&'a HistoryPolicy>,
     ) -> BoxFuture<'a, Result<(), BrokerError>> {
+        let topic = envelope.topic.as_str();
         let subscribed = self.topics().contains(topic);
         if subscribed && let Some(sink) = self.sink.get().and_then(Weak::upgrade) {
-            sink.deliver(topic, payload);
+            sink.deliver(topic, Bytes::from(envelope.encode()));
         }
         futures_util::future::ready(Ok(())).boxed()
     }

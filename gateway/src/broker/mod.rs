@@ -1,7 +1,7 @@
 //! The broker seam: how a replica hears about events published anywhere.
 //!
 //! Contract, shared by every implementation and checked by one conformance
-//! suite (`gateway/tests/broker_conformance.rs`):
+//! suite (`tests/tests/broker_conformance.rs`):
 //!
 //! - `subscribe(topic)` / `unsubscribe(topic)` are called by the [`Hub`] only,
 //!   on a topic's first local subscriber and after its last one left, and are
@@ -11,8 +11,13 @@
 //!   without awaiting. The sink must not block.
 //! - After a lost connection the broker reconnects by itself, subscribes again
 //!   to every topic it holds and reports [`Broker::is_ready`] false meanwhile.
-//!   Messages published while it was away are lost at this layer (history,
-//!   when enabled, repairs that above it).
+//!   Messages published while it was away are lost at the pub/sub layer; a
+//!   broker with history (Redis) repairs the gap by reading the topic's
+//!   history through the store seam before releasing live messages.
+//! - `publish` with a history policy appends to the topic's history and
+//!   publishes with the offset, exactly as `herald-publisher` does (one
+//!   script, `herald_shared::history`); a broker without history (memory)
+//!   publishes the event alone.
 //!
 //! [`Hub`]: crate::hub::Hub
 
@@ -23,6 +28,7 @@ use std::sync::Weak;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
+use herald_shared::{Envelope, HistoryPolicy};
 
 /// Receives every message of a subscribed topic. Implemented by the hub.
 pub trait EventSink: Send + Sync {
@@ -43,12 +49,13 @@ pub trait Broker: Send + Sync + 'static {
     fn attach(&self, sink: Weak<dyn EventSink>);
     fn subscribe<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<(), BrokerError>>;
     fn unsubscribe<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<(), BrokerError>>;
-    /// Publish a raw envelope on a topic (embedded publishing and tests; backends
-    /// normally publish through `herald-publisher`).
+    /// Publish an event on its topic, through history when `history` is given
+    /// and the broker keeps history (the gateway's own publishing; backends
+    /// normally publish through `herald-publisher`, which runs the same script).
     fn publish<'a>(
         &'a self,
-        topic: &'a str,
-        payload: Bytes,
+        envelope: &'a Envelope,
+        history: Option<&'a HistoryPolicy>,
     ) -> BoxFuture<'a, Result<(), BrokerError>>;
     /// Connected and subscribed to everything it should be.
     fn is_ready(&self) -> bool;

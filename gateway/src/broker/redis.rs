@@ -14,23 +14,25 @@
 use std::collections::BTreeSet;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
 use fred::clients::SubscriberClient;
-use fred::interfaces::{ClientLike, EventInterface, PubsubInterface, StreamsInterface};
+use fred::interfaces::{ClientLike, EventInterface, LuaInterface, PubsubInterface};
 use fred::prelude::{Builder, Client, Config as FredConfig, ReconnectPolicy, TcpConfig};
 use fred::types::RespVersion;
 use fred::types::config::{ConnectionConfig, PerformanceConfig};
 use futures_util::future::{BoxFuture, FutureExt};
-use herald_shared::Keys;
-use herald_shared::envelope::parse_offset;
+use herald_shared::envelope::{id_of, offset_of, parse_offset, with_offset};
+use herald_shared::{Envelope, HistoryPolicy, Keys, history, now_ms};
+use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use super::{Broker, BrokerError, EventSink};
 use crate::metrics;
+use crate::store::Store;
 
 /// Slots in the subscriber's broadcast channels; a burst larger than this
 /// between two polls of our receiver loop is counted as lag (lost live, then
@@ -61,6 +63,8 @@ pub struct RedisBroker {
     /// offset is unknown.
     down_since: AtomicI64,
     sink: OnceLock<Weak<dyn EventSink>>,
+    /// Where gap repair reads a topic's history (the store seam).
+    history: OnceLock<Arc<dyn Store>>,
     stop: CancellationToken,
 }
 
@@ -122,6 +126,7 @@ impl RedisBroker {
             continuity: Mutex::new(Continuity::default()),
             down_since: AtomicI64::new(0),
             sink: OnceLock::new(),
+            history: OnceLock::new(),
             stop: CancellationToken::new(),
         });
         // Subscribe to the event channels before connecting so the first
@@ -136,8 +141,14 @@ impl RedisBroker {
         Ok(broker)
     }
 
-    fn channels(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
-        self.channels.lock().unwrap_or_else(|e| e.into_inner())
+    /// Repair gaps after reconnects from this store's history. Without it
+    /// a reconnect resubscribes but cannot recover what was missed.
+    pub fn repair_from(&self, store: Arc<dyn Store>) {
+        let _ = self.history.set(store);
+    }
+
+    fn channels(&self) -> MutexGuard<'_, BTreeSet<String>> {
+        self.channels.lock()
     }
 
     /// Our own receiver loop: never ends on lag, never awaits per message.
@@ -177,8 +188,8 @@ impl RedisBroker {
         }
     }
 
-    fn continuity(&self) -> std::sync::MutexGuard<'_, Continuity> {
-        self.continuity.lock().unwrap_or_else(|e| e.into_inner())
+    fn continuity(&self) -> MutexGuard<'_, Continuity> {
+        self.continuity.lock()
     }
 
     /// A live message: held back while its topic is being repaired, dropped
@@ -215,27 +226,19 @@ impl RedisBroker {
                 // Offset unknown: from shortly before the outage began.
                 None => format!("{}-0", (down_since - 1000).max(0)),
             };
-            let entries: Result<Vec<(String, HashMap<String, String>)>, _> = self
-                .commands
-                .xrange(
-                    self.keys.history(topic),
-                    format!("({after}"),
-                    "+",
-                    Some(REPAIR_MAX),
-                )
-                .await;
+            let entries = match self.history.get() {
+                Some(store) => store.history_after(topic, &after, REPAIR_MAX).await,
+                None => Ok(Vec::new()),
+            };
             let mut c = self.continuity();
             match entries {
                 Ok(entries) => {
                     let mut repaired = 0u64;
-                    for (id, mut fields) in entries {
-                        let Some(env) = fields.remove("e") else {
+                    for (id, env) in entries {
+                        let Some(payload) = with_offset(&env, &id) else {
                             continue;
                         };
-                        let Some(body) = env.strip_suffix('}') else {
-                            continue;
-                        };
-                        let payload = Bytes::from(format!("{body},\"offset\":\"{id}\"}}"));
+                        let payload = Bytes::from(payload);
                         if c.advance(topic, parse_offset(&id), id_of(&payload)) {
                             sink.deliver(topic, payload);
                             repaired += 1;
@@ -349,8 +352,7 @@ impl RedisBroker {
     fn set_ready(&self, ready: bool) {
         let was = self.ready.swap(ready, Ordering::AcqRel);
         if was && !ready {
-            self.down_since
-                .store(crate::profile::wire::now_ms(), Ordering::Release);
+            self.down_since.store(now_ms(), Ordering::Release);
         }
         if was != ready {
             metrics::broker_connected(ready);
@@ -366,7 +368,7 @@ impl Drop for RedisBroker {
 }
 
 /// History entries repaired per topic at most after one reconnect.
-const REPAIR_MAX: u64 = 10_000;
+const REPAIR_MAX: usize = 10_000;
 
 /// Last delivered offset per topic, and messages held while a topic is repaired.
 #[derive(Debug, Default)]
@@ -415,25 +417,6 @@ impl Continuity {
     }
 }
 
-/// The envelope's `"id"`, which the publisher writes second, after `"v"`.
-fn id_of(payload: &[u8]) -> Option<&str> {
-    const KEY: &[u8] = b"\"id\":\"";
-    let head = &payload[..payload.len().min(96)];
-    let start = head.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
-    let end = start + head[start..].iter().position(|b| *b == b'"')?;
-    std::str::from_utf8(&head[start..end]).ok()
-}
-
-/// The `"offset"` the publisher appends as the envelope's last member,
-/// found without parsing the whole message.
-fn offset_of(payload: &[u8]) -> Option<(u64, u64)> {
-    const KEY: &[u8] = b"\"offset\":\"";
-    let tail = &payload[payload.len().saturating_sub(64)..];
-    let start = tail.windows(KEY.len()).rposition(|w| w == KEY)? + KEY.len();
-    let end = start + tail[start..].iter().position(|b| *b == b'"')?;
-    parse_offset(std::str::from_utf8(&tail[start..end]).ok()?)
-}
-
 fn unavailable(e: fred::error::Error) -> BrokerError {
     BrokerError::Unavailable(e.to_string())
 }
@@ -472,16 +455,28 @@ impl Broker for RedisBroker {
 
     fn publish<'a>(
         &'a self,
-        topic: &'a str,
-        payload: Bytes,
+        envelope: &'a Envelope,
+        history: Option<&'a HistoryPolicy>,
     ) -> BoxFuture<'a, Result<(), BrokerError>> {
         async move {
-            let channel = self.keys.channel(topic);
-            self.commands
-                .publish::<i64, _, _>(channel, payload)
-                .await
-                .map(drop)
-                .map_err(unavailable)
+            match history {
+                Some(policy) => {
+                    let (keys, args) = history::publish_call(&self.keys, envelope, policy);
+                    self.commands
+                        .eval::<String, _, _, _>(history::PUBLISH_WITH_HISTORY, keys, args)
+                        .await
+                        .map(drop)
+                }
+                None => self
+                    .commands
+                    .publish::<i64, _, _>(
+                        self.keys.channel(envelope.topic.as_str()),
+                        envelope.encode(),
+                    )
+                    .await
+                    .map(drop),
+            }
+            .map_err(unavailable)
         }
         .boxed()
     }
@@ -500,13 +495,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finds_the_offset_at_the_end() {
-        let msg = br#"{"v":1,"id":"x","type":"t","ts":1,"topic":"user:a","data":{"offset":"9-9"},"offset":"1700000000000-3"}"#;
-        assert_eq!(offset_of(msg), Some((1_700_000_000_000, 3)));
-        assert_eq!(offset_of(br#"{"v":1,"data":{}}"#), None);
-    }
-
-    #[test]
     fn continuity_drops_repeats_and_passes_unversioned() {
         let mut c = Continuity::default();
         assert!(c.advance("t", Some((1, 0)), Some("a")));
@@ -519,6 +507,5 @@ mod tests {
         assert!(c.advance("t", None, None));
         c.forget("t");
         assert!(c.advance("t", Some((0, 5)), Some("a")));
-        assert_eq!(id_of(br#"{"v":1,"id":"e-7","type":"t"}"#), Some("e-7"));
     }
 }

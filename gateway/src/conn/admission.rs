@@ -8,9 +8,9 @@ use herald_shared::Principal;
 use serde_json::value::RawValue;
 
 use super::{CloseReason, Connection};
-use crate::AppState;
 use crate::limits::Slot;
 use crate::profile::CompiledProfile;
+use crate::state::AppState;
 
 /// Checks made once the principal is known, for WebSocket and SSE alike:
 /// the per-principal connection cap, then the path's resource (registered,

@@ -127,6 +127,14 @@ impl CloseReason {
         }
     }
 
+    /// A failed authentication: unauthorized, unless the store failed.
+    pub fn from_auth(e: &crate::auth::AuthError) -> Self {
+        match e {
+            crate::auth::AuthError::Store(_) => Self::Internal,
+            e => Self::Unauthorized(e.message()),
+        }
+    }
+
     pub fn from_socket_error(e: &axum::Error) -> Self {
         // axum wraps tungstenite's error; its message is the only stable handle.
         let text = e.to_string();

@@ -1,125 +1,197 @@
-//! One client connection: one task that owns the socket.
+//! One client connection, whatever carries it: the session.
 //!
-//! The task joins the profile's topics, sends the snapshot, then runs a
-//! biased `select!` over shutdown, the slow-consumer signal, its outbound
-//! queue, the client's frames and the heartbeat timer. Queued events leave
-//! in batches (fed, then flushed once). Every write has a deadline. Whatever
-//! ends the loop becomes a [`CloseReason`], sent as the profile's close code.
+//! The lifecycle is written here once, for every transport:
+//! - open ([`Connection::open`]): admission (principal cap, the path's
+//!   resource), the exclusive key's lease, presence, the topics, the latest
+//!   history (read before subscribing), then the hub;
+//! - serve ([`Session::serve`]): the snapshot, the replay (resume position
+//!   or latest events, gap frame), then a biased `select!` over shutdown,
+//!   the slow-consumer signal, token expiry, the outbound queue, the
+//!   client's frames and the heartbeat timer. Queued events leave in
+//!   batches (fed, then flushed once); every write has a deadline;
+//! - release: presence, hub, lease, metrics; whatever ended the loop is a
+//!   [`CloseReason`] the transport turns into its close.
+//!
+//! A [`Transport`] only moves frames: `ws` and `sse` are thin adapters.
 
 mod admission;
 mod channels;
 mod close;
 mod heartbeat;
+mod replay;
+mod transport;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::SinkExt;
+use axum::extract::ws::Utf8Bytes;
 use herald_shared::envelope::{CONTROL_RESYNC, CONTROL_REVOKE};
 use herald_shared::profile::{Command, UnknownFrame};
-use herald_shared::{Principal, Topic};
+use herald_shared::{Principal, Topic, now_ms};
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout};
 
-use crate::AppState;
-use crate::hub::Subscriber;
-use crate::limits::MessageBudget;
+use crate::hub::{SharedEvent, Subscriber};
+use crate::limits::{MessageBudget, Slot};
 use crate::profile::CompiledProfile;
-use crate::profile::wire::{PreparedEvent, encode_ack, encode_error, encode_event, now_ms};
-use crate::replay;
+use crate::state::AppState;
 
 pub use admission::admit;
 use channels::{Channels, Refusal};
 pub use close::{CloseReason, RATE_LIMITED_CLOSE};
 use heartbeat::{Heartbeat, Tick};
+pub use replay::MAX_REPLAY;
+pub use transport::{Inbound, Label, Outbound, Transport};
 
 /// Events written per flush at most, so a busy topic cannot starve the
 /// client's frames or the heartbeat.
 const BATCH: usize = 64;
-/// How long to wait for the client's close reply after sending ours.
-const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
-/// Everything a connection task needs besides its socket.
+/// Who connected to which route: everything a session needs besides its transport.
 #[derive(Debug)]
 pub struct Connection {
     pub app: Arc<AppState>,
     pub profile: Arc<CompiledProfile>,
     pub principal: Principal,
     pub path: HashMap<String, String>,
-    /// Offset of the last event the client saw (`resume.query`), to replay from.
-    pub resume_from: Option<String>,
+}
+
+/// Where the client resumes from, as its transport carries it.
+#[derive(Debug, Default)]
+pub struct Resume {
+    /// Offset of the last event the client saw (SSE `Last-Event-ID`, a
+    /// WebSocket route's `resume.query`).
+    pub from: Option<String>,
+    /// Without a position, send the route's latest events on join
+    /// (`resume.replay_last`).
+    pub latest_on_join: bool,
+}
+
+/// An admitted connection, joined to its topics, ready to serve.
+#[derive(Debug)]
+pub struct Session {
+    conn: Connection,
+    held: Held,
+    rx: mpsc::Receiver<Arc<SharedEvent>>,
+    topics: Vec<Topic>,
+    resume_from: Option<String>,
+    latest: Option<replay::Replay>,
+}
+
+/// What a connection holds and must give back when it ends.
+#[derive(Debug)]
+struct Held {
+    sub: Arc<Subscriber>,
+    /// Lease holder and presence member name: unique across replicas.
+    holder: String,
+    lease: Option<String>,
+    present: bool,
+    _slot: Option<Slot<String>>,
 }
 
 impl Connection {
-    /// Serve the socket until it closes, then clean up.
-    pub async fn serve(self, mut socket: WebSocket) {
+    /// Admit the connection and join its topics, or say why not. On refusal
+    /// everything taken so far is given back.
+    pub async fn open(self, resume: Resume) -> Result<Session, CloseReason> {
         let metrics = &self.profile.metrics;
         metrics.opened.increment(1);
         metrics.connections.increment(1.0);
         let (sub, rx) = Subscriber::new(self.app.config.limits.outbound_queue);
-        let holder = format!("{}-{}", self.app.replica_id, sub.id);
-        let admitted = admit(&self.app, &self.profile, &self.principal, &self.path).await;
-        let reason = match async {
-            Ok::<_, CloseReason>((admitted?, self.take_lease(&holder).await?))
-        }
-        .await
-        {
-            Ok((_slot, lease)) => {
-                let present = self.join_presence(&holder).await;
-                let reason = self.run(&mut socket, &sub, rx).await;
-                if present {
-                    self.app.presence.leave(&holder).await;
-                }
-                self.app.hub.leave_all(&sub).await;
-                if let Some(key) = lease {
-                    self.app.leases.release(&key, &holder).await;
-                }
-                reason
-            }
-            Err(reason) => reason,
+        let mut held = Held {
+            holder: format!("{}-{}", self.app.replica_id, sub.id),
+            sub,
+            lease: None,
+            present: false,
+            _slot: None,
         };
-        finish(&mut socket, &self.app, &self.profile, reason).await;
-        metrics.connections.decrement(1.0);
-        metrics.closed(reason.label());
-        tracing::debug!(route = %self.profile.spec.name, reason = reason.label(), "connection closed");
+        match self.acquire(&mut held, &resume).await {
+            Ok((topics, latest)) => Ok(Session {
+                conn: self,
+                held,
+                rx,
+                topics,
+                resume_from: resume.from,
+                latest,
+            }),
+            Err(reason) => {
+                self.release(&held).await;
+                self.ended(reason);
+                Err(reason)
+            }
+        }
     }
 
-    async fn run(
+    async fn acquire(
         &self,
-        socket: &mut WebSocket,
-        sub: &Arc<Subscriber>,
-        mut rx: mpsc::Receiver<Arc<PreparedEvent>>,
-    ) -> CloseReason {
-        let topics = match self.profile.join_topics(&self.principal, &self.path) {
-            Ok(t) => t,
-            Err(e) => {
+        held: &mut Held,
+        resume: &Resume,
+    ) -> Result<(Vec<Topic>, Option<replay::Replay>), CloseReason> {
+        held._slot = Some(admit(&self.app, &self.profile, &self.principal, &self.path).await?);
+        held.lease = self.take_lease(&held.holder).await?;
+        held.present = self.join_presence(&held.holder).await;
+        let topics = self
+            .profile
+            .join_topics(&self.principal, &self.path)
+            .map_err(|e| {
                 tracing::warn!(error = %e, "principal yields an invalid topic");
-                return CloseReason::Unauthorized("Identity cannot be served");
-            }
-        };
+                CloseReason::Unauthorized("Identity cannot be served")
+            })?;
         // The latest events are read before subscribing and completed after
         // it, so events published in between are neither lost nor reordered.
-        let latest = match (&self.profile.spec.resume, topics.first(), &self.resume_from) {
-            (Some(spec), Some(primary), None) if spec.replay_last > 0 => {
+        let latest = match (&self.profile.spec.resume, topics.first(), &resume.from) {
+            (Some(spec), Some(primary), None) if resume.latest_on_join && spec.replay_last > 0 => {
                 Some(replay::latest(&self.app, primary, spec.replay_last).await)
             }
             _ => None,
         };
         for topic in &topics {
-            if let Err(e) = self.app.hub.join(topic, sub).await {
+            if let Err(e) = self.app.hub.join(topic, &held.sub).await {
                 tracing::warn!(error = %e, "cannot subscribe");
-                return CloseReason::Internal;
+                return Err(CloseReason::Internal);
             }
         }
+        Ok((topics, latest))
+    }
+
+    async fn release(&self, held: &Held) {
+        if held.present {
+            self.app.presence.leave(&held.holder).await;
+        }
+        self.app.hub.leave_all(&held.sub).await;
+        if let Some(key) = &held.lease {
+            self.app.leases.release(key, &held.holder).await;
+        }
+    }
+
+    fn ended(&self, reason: CloseReason) {
+        let metrics = &self.profile.metrics;
+        metrics.connections.decrement(1.0);
+        metrics.closed(reason.label());
+        tracing::debug!(route = %self.profile.spec.name, reason = reason.label(), "connection closed");
+    }
+}
+
+impl Session {
+    /// Serve until the connection ends, give back what it held, and close
+    /// the transport with the reason.
+    pub async fn serve<T: Transport>(mut self, transport: &mut T) {
+        let reason = self.run(transport).await;
+        self.conn.release(&self.held).await;
+        transport.close(&self.conn.profile, reason).await;
+        self.conn.ended(reason);
+    }
+
+    async fn run<T: Transport>(&mut self, transport: &mut T) -> CloseReason {
+        let conn = &self.conn;
+        let sub = Arc::clone(&self.held.sub);
         // Subscribed before the snapshot is read: an update made after the
         // snapshot was stored reaches the client as an event after it.
-        if self.profile.spec.snapshot.is_some() {
-            match self.snapshot_frame().await {
+        if conn.profile.spec.snapshot.is_some() {
+            match conn.snapshot_frame().await {
                 Some(frame) => {
-                    if let Err(r) = self.write(socket, [frame]).await {
+                    if let Err(r) = conn.write(transport, vec![Outbound::plain(frame)]).await {
                         return r;
                     }
                 }
@@ -127,71 +199,82 @@ impl Connection {
             }
         }
 
-        let shutdown = self.app.shutdown.token();
+        let shutdown = conn.app.shutdown.token();
         let mut drain_at: Option<Instant> = None;
-        let mut heartbeat = self
-            .profile
-            .spec
-            .heartbeat
-            .as_ref()
-            .map(|spec| Heartbeat::new(spec, Instant::now()));
+        // Without a way back from the client nobody could answer a ping.
+        let mut heartbeat = match T::DUPLEX {
+            true => conn
+                .profile
+                .spec
+                .heartbeat
+                .as_ref()
+                .map(|spec| Heartbeat::new(spec, Instant::now())),
+            false => None,
+        };
         let far = Instant::now() + Duration::from_secs(86_400 * 365);
         let timer = sleep_until(heartbeat.as_ref().map_or(far, Heartbeat::deadline));
         tokio::pin!(timer);
         // A credential with an expiry (a JWT) ends the stream when it expires.
-        let expires_at = self
+        let expires_at = conn
             .principal
             .exp
             .map(|exp| Instant::now() + seconds_until(exp));
         let expiry = sleep_until(expires_at.unwrap_or(far));
         tokio::pin!(expiry);
         let mut channels = Channels::default();
-        let limits = &self.app.config.limits;
+        let limits = &conn.app.config.limits;
         let mut budget = MessageBudget::new(
             limits.client_messages_per_second,
             limits.client_message_burst,
         );
-        if let Err(r) = self
-            .replay_history(socket, &topics, latest, &mut channels)
+        let latest = self.latest.take();
+        if let Err(r) = conn
+            .replay_history(
+                transport,
+                &self.topics,
+                self.resume_from.as_deref(),
+                latest,
+                &mut channels,
+            )
             .await
         {
             return r;
         }
+        let rx = &mut self.rx;
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled(), if drain_at.is_none() => {
-                    drain_at = Some(Instant::now() + self.app.shutdown.close_delay());
+                    drain_at = Some(Instant::now() + conn.app.shutdown.close_delay());
                 }
                 _ = sleep_until(drain_at.unwrap_or(far)), if drain_at.is_some() => return CloseReason::Shutdown,
                 _ = sub.slow_consumer() => return CloseReason::SlowConsumer,
                 _ = &mut expiry, if expires_at.is_some() => return CloseReason::Unauthorized("Token expired"),
                 event = rx.recv() => {
                     let Some(event) = event else { return CloseReason::Internal };
-                    if let Err(r) = self.write_events(socket, sub, event, &mut rx, &mut channels).await {
+                    if let Err(r) = conn.write_events(transport, &sub, event, rx, &mut channels).await {
                         return r;
                     }
                 }
-                msg = socket.recv() => match msg {
-                    Some(Ok(Message::Text(_) | Message::Binary(_))) if !budget.take(Instant::now()) => {
+                msg = transport.recv() => match msg {
+                    Inbound::Text(_) | Inbound::Binary if !budget.take(Instant::now()) => {
                         return CloseReason::Flood;
                     }
-                    Some(Ok(Message::Text(text))) => {
-                        let frame = self.client_frame(socket, sub, text.as_str(), heartbeat.as_mut(), &mut channels);
+                    Inbound::Text(text) => {
+                        let frame = conn.client_frame(transport, &sub, text.as_str(), heartbeat.as_mut(), &mut channels);
                         if let Err(r) = frame.await {
                             return r;
                         }
                     }
-                    Some(Ok(Message::Close(_))) | None => return CloseReason::ClientClosed,
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => return CloseReason::from_socket_error(&e),
+                    Inbound::Binary | Inbound::Control => {}
+                    Inbound::Closed(reason) => return reason,
                 },
                 _ = &mut timer, if heartbeat.is_some() => {
                     let Some(hb) = heartbeat.as_mut() else { continue };
                     match hb.fire(Instant::now()) {
                         Tick::SendPing => {
-                            let ping = self.app.ping_frame(&self.profile);
-                            if let Err(r) = self.write(socket, [ping]).await {
+                            let ping = conn.profile.ping_frame();
+                            if let Err(r) = conn.write(transport, vec![Outbound::plain(ping)]).await {
                                 return r;
                             }
                         }
@@ -208,48 +291,57 @@ impl Connection {
             }
         }
     }
+}
 
-    /// With `resume`: a gap frame if the history no longer reaches the
-    /// client's position, then the first topic's history after it (or its
-    /// latest events), before any live event.
-    async fn replay_history(
+impl Connection {
+    /// With a resume position or latest events: a gap frame if the history
+    /// no longer reaches the position, then the first topic's history after
+    /// it (or its latest events), before any live event.
+    async fn replay_history<T: Transport>(
         &self,
-        socket: &mut WebSocket,
+        transport: &mut T,
         topics: &[Topic],
+        resume_from: Option<&str>,
         latest: Option<replay::Replay>,
         channels: &mut Channels,
     ) -> Result<(), CloseReason> {
-        let (Some(spec), Some(primary)) = (&self.profile.spec.resume, topics.first()) else {
+        let Some(primary) = topics.first() else {
             return Ok(());
         };
-        let r = match (&self.resume_from, latest) {
+        let r = match (resume_from, latest) {
             (Some(since), _) => replay::after(&self.app, primary, since, true).await,
             (None, Some(latest)) => replay::then_after(latest, &self.app, primary).await,
             (None, None) => return Ok(()),
         };
         tracing::debug!(events = r.events.len(), up_to = ?r.up_to, gap = r.gap, "history replayed");
-        let shape = &self.app.profiles.shapes[self.profile.shape];
         let mut frames = Vec::with_capacity(r.events.len() + 1);
         if r.gap {
-            let data = serde_json::json!({ "since": self.resume_from }).to_string();
-            frames.push(encode_event(shape, &spec.gap_type, now_ms(), &data));
+            frames.push(Outbound {
+                frame: self.profile.gap_frame(resume_from),
+                label: Label::Named(self.profile.gap_type().to_owned()),
+            });
         }
-        frames.extend(r.events.iter().map(|e| e.frame(self.profile.shape, shape)));
+        frames.extend(r.events.iter().map(|e| Outbound {
+            frame: self.profile.event_frame(e),
+            label: Label::Event(Arc::clone(e)),
+        }));
         channels.replayed = r.up_to.map(|o| (primary.clone(), o));
-        self.write(socket, frames).await
+        if frames.is_empty() {
+            return Ok(());
+        }
+        self.write(transport, frames).await
     }
 
     /// Write one event and whatever else is queued, up to [`BATCH`], in one flush.
-    async fn write_events(
+    async fn write_events<T: Transport>(
         &self,
-        socket: &mut WebSocket,
+        transport: &mut T,
         sub: &Arc<Subscriber>,
-        first: Arc<PreparedEvent>,
-        rx: &mut mpsc::Receiver<Arc<PreparedEvent>>,
+        first: Arc<SharedEvent>,
+        rx: &mut mpsc::Receiver<Arc<SharedEvent>>,
         channels: &mut Channels,
     ) -> Result<(), CloseReason> {
-        let shape = &self.app.profiles.shapes[self.profile.shape];
-        let mut frames: Vec<Utf8Bytes> = Vec::with_capacity(4);
+        let mut frames: Vec<Outbound> = Vec::with_capacity(4);
         let mut next = Some(first);
         let mut taken = 0;
         let now = now_ms();
@@ -258,7 +350,7 @@ impl Connection {
             let env = &event.envelope;
             if env.is_control() {
                 if env.event_type == CONTROL_RESYNC && self.profile.spec.snapshot.is_some() {
-                    frames.extend(self.snapshot_frame().await);
+                    frames.extend(self.snapshot_frame().await.map(Outbound::plain));
                 }
                 if env.event_type == CONTROL_REVOKE
                     && let Ok(data) = serde_json::from_str::<serde_json::Value>(env.data.get())
@@ -266,7 +358,9 @@ impl Connection {
                     && self.revoke(sub, channels, glob).await > 0
                 {
                     frames.extend(
-                        self.error_frame(Refusal::Forbidden("Subscription revoked").error()),
+                        self.profile
+                            .error_frame(Refusal::Forbidden("Subscription revoked").error())
+                            .map(Outbound::plain),
                     );
                 }
             } else if channels.filtered(&env.topic)
@@ -274,13 +368,17 @@ impl Connection {
             {
                 // Queued before the client left (or lost) the channel.
             } else {
-                frames.push(event.frame(self.profile.shape, shape));
                 self.profile
                     .metrics
                     .lag
                     .record(((now - env.ts).max(0) as f64) / 1000.0);
-                if self.profile.resends_snapshot_after(&env.event_type) {
-                    frames.extend(self.snapshot_frame().await);
+                let resend = self.profile.resends_snapshot_after(&env.event_type);
+                frames.push(Outbound {
+                    frame: self.profile.event_frame(&event),
+                    label: Label::Event(Arc::clone(&event)),
+                });
+                if resend {
+                    frames.extend(self.snapshot_frame().await.map(Outbound::plain));
                 }
             }
             if taken < BATCH {
@@ -288,35 +386,32 @@ impl Connection {
             }
         }
         let n = frames.len() as u64;
-        self.write(socket, frames).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        self.write(transport, frames).await?;
         self.profile.metrics.delivered.increment(n);
         Ok(())
     }
 
-    async fn write(
+    /// Write frames within `limits.write_timeout_ms`.
+    async fn write<T: Transport>(
         &self,
-        socket: &mut WebSocket,
-        frames: impl IntoIterator<Item = Utf8Bytes>,
+        transport: &mut T,
+        frames: Vec<Outbound>,
     ) -> Result<(), CloseReason> {
         let deadline = Duration::from_millis(self.app.config.limits.write_timeout_ms);
-        let io = async {
-            for f in frames {
-                socket.feed(Message::Text(f)).await?;
-            }
-            socket.flush().await
-        };
-        match timeout(deadline, io).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(CloseReason::ClientGone),
+        match timeout(deadline, transport.send(frames)).await {
+            Ok(result) => result,
             Err(_) => Err(CloseReason::WriteTimeout),
         }
     }
 
     /// A client frame: a command of the profile, or ignored. Refused
     /// commands are answered with the profile's error frame, if it has one.
-    async fn client_frame(
+    async fn client_frame<T: Transport>(
         &self,
-        socket: &mut WebSocket,
+        transport: &mut T,
         sub: &Arc<Subscriber>,
         text: &str,
         heartbeat: Option<&mut Heartbeat>,
@@ -327,7 +422,7 @@ impl Connection {
         else {
             return match strict {
                 true => {
-                    self.refuse(socket, Refusal::BadRequest("Invalid JSON"))
+                    self.refuse(transport, Refusal::BadRequest("Invalid JSON"))
                         .await
                 }
                 false => Ok(()),
@@ -337,7 +432,7 @@ impl Connection {
         else {
             return match strict {
                 true => {
-                    self.refuse(socket, Refusal::BadRequest("Missing message type"))
+                    self.refuse(transport, Refusal::BadRequest("Missing message type"))
                         .await
                 }
                 false => Ok(()),
@@ -362,10 +457,8 @@ impl Connection {
             Some(Command::Subscribe) => self.subscribe(sub, channels, channel()).await,
             Some(Command::Unsubscribe) => self.unsubscribe(sub, channels, channel()).await,
             Some(Command::Heartbeat) => {
-                if let Some(ack) = &self.profile.spec.heartbeat_ack {
-                    let shape = &self.app.profiles.shapes[self.profile.shape];
-                    self.write(socket, [encode_ack(shape, ack, now_ms())])
-                        .await?;
+                if let Some(ack) = self.profile.heartbeat_ack_frame() {
+                    self.write(transport, vec![Outbound::plain(ack)]).await?;
                 }
                 Ok(())
             }
@@ -377,12 +470,19 @@ impl Connection {
         };
         match outcome {
             Ok(()) => Ok(()),
-            Err(refusal) => self.write(socket, self.error_frame(refusal.error())).await,
+            Err(refusal) => self.refuse(transport, refusal).await,
         }
     }
 
-    async fn refuse(&self, socket: &mut WebSocket, refusal: Refusal) -> Result<(), CloseReason> {
-        self.write(socket, self.error_frame(refusal.error())).await
+    async fn refuse<T: Transport>(
+        &self,
+        transport: &mut T,
+        refusal: Refusal,
+    ) -> Result<(), CloseReason> {
+        match self.profile.error_frame(refusal.error()) {
+            Some(frame) => self.write(transport, vec![Outbound::plain(frame)]).await,
+            None => Ok(()),
+        }
     }
 
     fn upstream_type(&self, kind: &str) -> bool {
@@ -421,11 +521,6 @@ impl Connection {
             })
     }
 
-    /// The profile's error frame, when it has error frames.
-    fn error_frame(&self, error: (&str, &str)) -> Option<Utf8Bytes> {
-        error_frame(&self.app, &self.profile, error)
-    }
-
     /// The snapshot frame: the first stored snapshot of the profile's topics,
     /// or its empty payload. None when the store cannot be read (sending an
     /// empty full-replacement snapshot would wipe the client's state).
@@ -453,43 +548,8 @@ impl Connection {
             }
         }
         let payload = payload.unwrap_or_else(|| spec.empty.to_string());
-        let shape = &self.app.profiles.shapes[self.profile.shape];
-        Some(encode_event(shape, &spec.event_type, now_ms(), &payload))
+        Some(self.profile.payload_frame(&spec.event_type, &payload))
     }
-}
-
-/// End a connection: the profile's error frame when the reason has one, then
-/// the close frame, then a short wait for the client's close reply.
-pub async fn finish(
-    socket: &mut WebSocket,
-    app: &AppState,
-    profile: &CompiledProfile,
-    reason: CloseReason,
-) {
-    if let Some(frame) = reason.error().and_then(|e| error_frame(app, profile, e)) {
-        let deadline = Duration::from_millis(app.config.limits.write_timeout_ms);
-        let _ = timeout(deadline, socket.send(Message::Text(frame))).await;
-    }
-    close(socket, reason.frame(&profile.spec)).await;
-}
-
-/// The profile's error frame for `(code, message)`, if it has error frames.
-pub fn error_frame(
-    app: &AppState,
-    profile: &CompiledProfile,
-    (code, message): (&str, &str),
-) -> Option<Utf8Bytes> {
-    let errors = profile.spec.errors.as_ref()?;
-    let shape = &app.profiles.shapes[profile.shape];
-    let frame = match &errors.timestamp_field {
-        Some(field) if shape.timestamp_field.is_none() => {
-            let mut with_ts = shape.clone();
-            with_ts.timestamp_field = Some(field.clone());
-            encode_error(&with_ts, errors, code, message, now_ms())
-        }
-        _ => encode_error(shape, errors, code, message, now_ms()),
-    };
-    Some(frame)
 }
 
 /// Time from now until a Unix timestamp in seconds (zero if past).
@@ -498,20 +558,4 @@ fn seconds_until(unix_secs: u64) -> Duration {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     Duration::from_secs(unix_secs).saturating_sub(now)
-}
-
-/// Send a close frame (when there is one to send) and wait briefly for the reply.
-pub async fn close(socket: &mut WebSocket, frame: Option<CloseFrame>) {
-    let Some(frame) = frame else { return };
-    if socket.send(Message::Close(Some(frame))).await.is_err() {
-        return;
-    }
-    let _ = timeout(CLOSE_GRACE, async {
-        while let Some(Ok(msg)) = socket.recv().await {
-            if matches!(msg, Message::Close(_)) {
-                break;
-            }
-        }
-    })
-    .await;
 }

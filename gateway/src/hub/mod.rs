@@ -5,7 +5,7 @@
 //! unsubscribes it; transitions are serialized per shard by an async lock
 //! held across the broker call, so a subscribe and an unsubscribe of one
 //! topic never race. Delivery takes a short read lock, decodes the envelope
-//! once, and `try_send`s one shared [`PreparedEvent`] to each connection's
+//! once, and `try_send`s one [`SharedEvent`] to each connection's
 //! bounded queue; it never awaits, so one slow socket cannot stall the
 //! broker's read loop or the other sockets.
 //!
@@ -16,8 +16,10 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+
+use parking_lot::{Mutex, MutexGuard, RwLock};
 
 use bytes::Bytes;
 use herald_shared::{Envelope, Topic};
@@ -25,7 +27,9 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::broker::{Broker, BrokerError, EventSink};
 use crate::metrics;
-use crate::profile::wire::PreparedEvent;
+
+mod event;
+pub use event::SharedEvent;
 
 const SHARDS: usize = 32;
 
@@ -33,7 +37,7 @@ const SHARDS: usize = 32;
 #[derive(Debug)]
 pub struct Subscriber {
     pub id: u64,
-    tx: mpsc::Sender<Arc<PreparedEvent>>,
+    tx: mpsc::Sender<Arc<SharedEvent>>,
     /// Topics joined, to serve an event reaching it through several topics once.
     topics: Mutex<Vec<Topic>>,
     slow: AtomicBool,
@@ -42,7 +46,7 @@ pub struct Subscriber {
 
 impl Subscriber {
     /// A subscriber and the receiving end of its queue.
-    pub fn new(queue: usize) -> (Arc<Self>, mpsc::Receiver<Arc<PreparedEvent>>) {
+    pub fn new(queue: usize) -> (Arc<Self>, mpsc::Receiver<Arc<SharedEvent>>) {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let (tx, rx) = mpsc::channel(queue);
         let sub = Self {
@@ -71,8 +75,8 @@ impl Subscriber {
         topics.iter().any(|t| mine.contains(t))
     }
 
-    fn lock_topics(&self) -> std::sync::MutexGuard<'_, Vec<Topic>> {
-        self.topics.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock_topics(&self) -> MutexGuard<'_, Vec<Topic>> {
+        self.topics.lock()
     }
 
     fn mark_slow(&self) {
@@ -92,7 +96,7 @@ pub struct Hub {
     shards: Box<[Shard]>,
     hasher: RandomState,
     broker: Arc<dyn Broker>,
-    /// Number of distinct wire shapes, for [`PreparedEvent`].
+    /// Number of distinct wire shapes: frame cache slots per [`SharedEvent`].
     shapes: usize,
     topic_count: AtomicUsize,
 }
@@ -125,12 +129,17 @@ impl Hub {
         &self.shards[i]
     }
 
+    /// An event not from the broker (replayed history) in the hub's shared form.
+    pub fn shared(&self, envelope: Envelope) -> Arc<SharedEvent> {
+        Arc::new(SharedEvent::new(envelope, self.shapes))
+    }
+
     /// Add a connection to a topic; subscribes the broker on the first one.
     pub async fn join(&self, topic: &Topic, sub: &Arc<Subscriber>) -> Result<(), BrokerError> {
         let shard = self.shard(topic.as_str());
         let _transition = shard.transitions.lock().await;
         let first = {
-            let mut map = write(&shard.subs);
+            let mut map = shard.subs.write();
             let list = map.entry(topic.clone()).or_default();
             if list.iter().any(|s| s.id == sub.id) {
                 return Ok(());
@@ -176,7 +185,7 @@ impl Hub {
     /// Returns true when the topic has no local subscriber left.
     fn remove_local(&self, shard: &Shard, topic: &Topic, sub: &Arc<Subscriber>) -> bool {
         sub.lock_topics().retain(|t| t != topic);
-        let mut map = write(&shard.subs);
+        let mut map = shard.subs.write();
         let Some(list) = map.get_mut(topic) else {
             return false;
         };
@@ -196,7 +205,7 @@ impl Hub {
     pub fn topics(&self) -> Vec<Topic> {
         self.shards
             .iter()
-            .flat_map(|s| read(&s.subs).keys().cloned().collect::<Vec<_>>())
+            .flat_map(|s| s.subs.read().keys().cloned().collect::<Vec<_>>())
             .collect()
     }
 }
@@ -211,7 +220,7 @@ impl EventSink for Hub {
                 return;
             }
         };
-        let event = Arc::new(PreparedEvent::new(envelope, self.shapes));
+        let event = self.shared(envelope);
         // Copies of one event on other topics of its audience that precede this
         // one serve the connections that joined those; see `Envelope::to`.
         let audience = event.envelope.audience();
@@ -220,7 +229,7 @@ impl EventSink for Hub {
             .position(|t| t.as_str() == topic)
             .unwrap_or(0)];
         let shard = self.shard(topic);
-        let map = read(&shard.subs);
+        let map = shard.subs.read();
         let Some(list) = map.get(topic) else { return };
         for sub in list {
             if !earlier.is_empty() && sub.joined_any(earlier) {
@@ -238,31 +247,26 @@ impl EventSink for Hub {
     }
 }
 
-// Lock poisoning only follows a panic inside these short sections, which
-// leave the map consistent; keep serving rather than cascade the panic.
-fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(|e| e.into_inner())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::broker::memory::MemoryBroker;
+    use serde_json::value::RawValue;
 
-    fn envelope(topic: &str, to: &[&str], id: &str) -> Bytes {
-        let to: Vec<String> = to.iter().map(|t| format!("\"{t}\"")).collect();
-        Bytes::from(format!(
-            r#"{{"v":1,"id":"{id}","type":"t","ts":0,"topic":"{topic}","to":[{}],"data":{{}}}}"#,
-            to.join(",")
-        ))
+    fn envelope(topic: &str, to: &[&str], id: &str) -> Envelope {
+        let to: Vec<Topic> = to.iter().map(|t| self::topic(t)).collect();
+        let data = RawValue::from_string("{}".to_owned()).expect("raw");
+        let mut env = Envelope::single(id.to_owned(), "t", 0, self::topic(topic), data);
+        env.to = to;
+        env
     }
 
     fn topic(s: &str) -> Topic {
         Topic::parse(s).expect("valid topic")
+    }
+
+    fn next_id(rx: &mut mpsc::Receiver<Arc<SharedEvent>>) -> Option<String> {
+        rx.try_recv().ok().map(|e| e.envelope.id.clone())
     }
 
     #[tokio::test]
@@ -276,40 +280,34 @@ mod tests {
         hub.join(&admin, &a).await.expect("join");
         hub.join(&admin, &b).await.expect("join");
         assert_eq!(hub.topics().len(), 2);
+        assert!(broker.holds("user:alice") && broker.holds("role:admin"));
 
         // One event to [user:alice, role:admin]: a (on both) gets it once, b once.
         let to = ["user:alice", "role:admin"];
         for t in to {
             broker
-                .publish(t, envelope(t, &to, "e1"))
+                .publish(&envelope(t, &to, "e1"), None)
                 .await
                 .expect("publish");
         }
-        assert_eq!(
-            rx_a.try_recv()
-                .map(|e| e.envelope.id.clone())
-                .ok()
-                .as_deref(),
-            Some("e1")
-        );
+        assert_eq!(next_id(&mut rx_a).as_deref(), Some("e1"));
         assert!(rx_a.try_recv().is_err(), "a must see e1 once");
-        assert_eq!(
-            rx_b.try_recv()
-                .map(|e| e.envelope.id.clone())
-                .ok()
-                .as_deref(),
-            Some("e1")
-        );
+        assert_eq!(next_id(&mut rx_b).as_deref(), Some("e1"));
 
+        // The last local subscriber of a topic leaving unsubscribes the broker;
+        // a topic someone still holds stays subscribed.
         hub.leave_all(&a).await;
         assert_eq!(hub.topics(), vec![admin.clone()]);
+        assert!(!broker.holds("user:alice"), "broker left user:alice");
+        assert!(broker.holds("role:admin"), "b still holds role:admin");
         broker
-            .publish("user:alice", envelope("user:alice", &[], "e2"))
+            .publish(&envelope("user:alice", &[], "e2"), None)
             .await
             .expect("publish");
         assert!(rx_a.try_recv().is_err(), "left topics deliver nothing");
         hub.leave_all(&b).await;
         assert!(hub.topics().is_empty());
+        assert!(!broker.holds("role:admin"), "broker left role:admin");
     }
 
     #[tokio::test]
@@ -318,14 +316,12 @@ mod tests {
         let hub = Hub::new(broker.clone(), 1);
         let (a, _rx) = Subscriber::new(1);
         hub.join(&topic("user:a"), &a).await.expect("join");
-        broker
-            .publish("user:a", envelope("user:a", &[], "1"))
-            .await
-            .expect("publish");
-        broker
-            .publish("user:a", envelope("user:a", &[], "2"))
-            .await
-            .expect("publish");
+        for id in ["1", "2"] {
+            broker
+                .publish(&envelope("user:a", &[], id), None)
+                .await
+                .expect("publish");
+        }
         tokio::time::timeout(std::time::Duration::from_secs(1), a.slow_consumer())
             .await
             .expect("kicked");

@@ -8,17 +8,20 @@ pub mod wire;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use axum::extract::ws::Utf8Bytes;
 use herald_shared::profile::{Command, FrameSpec, RouteProfile};
-use herald_shared::{Principal, Topic, TopicError};
+use herald_shared::{Principal, Topic, TopicError, now_ms};
 
+use crate::hub::SharedEvent;
 use crate::metrics::RouteMetrics;
 
 /// A profile ready to serve.
 #[derive(Debug)]
 pub struct CompiledProfile {
     pub spec: RouteProfile,
-    /// Index of this profile's frame shape in [`ProfileRegistry::shapes`];
-    /// events are encoded once per shape, whatever the number of routes.
+    /// Index of this profile's frame shape (`spec.frame`) among the
+    /// registry's distinct shapes; events are encoded once per shape,
+    /// whatever the number of routes.
     pub shape: usize,
     pub metrics: RouteMetrics,
 }
@@ -90,6 +93,80 @@ impl CompiledProfile {
             .snapshot
             .as_ref()
             .is_some_and(|s| s.resend_after.iter().any(|t| t == event_type))
+    }
+}
+
+/// The frames this route sends, in its wire shape: the one place a
+/// connection turns events and replies into bytes.
+impl CompiledProfile {
+    /// A live or replayed event, encoded once per shape and shared.
+    pub fn event_frame(&self, event: &SharedEvent) -> Utf8Bytes {
+        event.frame(self.shape, |env| {
+            wire::encode_event_at(
+                &self.spec.frame,
+                &env.event_type,
+                env.ts,
+                env.data.get(),
+                env.offset.as_deref(),
+            )
+        })
+    }
+
+    /// A frame of the gateway's own making with a payload (snapshot, gap).
+    pub fn payload_frame(&self, event_type: &str, data: &str) -> Utf8Bytes {
+        wire::encode_event(&self.spec.frame, event_type, now_ms(), data)
+    }
+
+    /// The event type of gap frames (a resume position older than the history).
+    pub fn gap_type(&self) -> &str {
+        self.spec
+            .resume
+            .as_ref()
+            .map_or("herald.gap", |r| r.gap_type.as_str())
+    }
+
+    /// The gap frame for a resume position the history no longer reaches.
+    pub fn gap_frame(&self, since: Option<&str>) -> Utf8Bytes {
+        let data = serde_json::json!({ "since": since }).to_string();
+        self.payload_frame(self.gap_type(), &data)
+    }
+
+    /// The heartbeat ping; with the heartbeat's own timestamp field when the
+    /// shape has none.
+    pub fn ping_frame(&self) -> Utf8Bytes {
+        let shape = &self.spec.frame;
+        let Some(hb) = &self.spec.heartbeat else {
+            return wire::encode_bare(shape, "ping", now_ms());
+        };
+        match &hb.timestamp_field {
+            Some(field) if shape.timestamp_field.is_none() => {
+                let mut with_ts = shape.clone();
+                with_ts.timestamp_field = Some(field.clone());
+                wire::encode_bare(&with_ts, &hb.ping_type, now_ms())
+            }
+            _ => wire::encode_bare(shape, &hb.ping_type, now_ms()),
+        }
+    }
+
+    /// The reply to a client heartbeat, when the route answers them.
+    pub fn heartbeat_ack_frame(&self) -> Option<Utf8Bytes> {
+        let ack = self.spec.heartbeat_ack.as_ref()?;
+        Some(wire::encode_ack(&self.spec.frame, ack, now_ms()))
+    }
+
+    /// The error frame for `(code, message)`, when the route has error frames.
+    pub fn error_frame(&self, (code, message): (&str, &str)) -> Option<Utf8Bytes> {
+        let errors = self.spec.errors.as_ref()?;
+        let shape = &self.spec.frame;
+        let frame = match &errors.timestamp_field {
+            Some(field) if shape.timestamp_field.is_none() => {
+                let mut with_ts = shape.clone();
+                with_ts.timestamp_field = Some(field.clone());
+                wire::encode_error(&with_ts, errors, code, message, now_ms())
+            }
+            _ => wire::encode_error(shape, errors, code, message, now_ms()),
+        };
+        Some(frame)
     }
 }
 

@@ -1,50 +1,14 @@
 //! Wire encoding: an event, a ping or a snapshot, laid out per [`FrameSpec`].
 //!
 //! Events are encoded lazily once per shape and the bytes shared by every
-//! socket of that shape ([`PreparedEvent`]); nothing is serialised per
-//! connection. Flat frames splice the payload object's members after the
+//! socket of that shape (the hub's `SharedEvent` caches them); nothing is
+//! serialised per connection. Flat frames splice the payload object's members after the
 //! type field instead of re-parsing the payload.
 
-use std::sync::OnceLock;
-
 use axum::extract::ws::Utf8Bytes;
-use herald_shared::Envelope;
 use herald_shared::profile::{AckSpec, ErrorFrameSpec, FrameSpec, FrameStyle, TimestampFormat};
 use time::OffsetDateTime;
 use time::macros::format_description;
-
-/// An event received from the broker, with its per-shape encodings.
-#[derive(Debug)]
-pub struct PreparedEvent {
-    pub envelope: Envelope,
-    frames: Box<[OnceLock<Utf8Bytes>]>,
-}
-
-impl PreparedEvent {
-    pub fn new(envelope: Envelope, shapes: usize) -> Self {
-        Self {
-            envelope,
-            frames: (0..shapes).map(|_| OnceLock::new()).collect(),
-        }
-    }
-
-    /// The frame for one shape, encoded by the first socket that needs it.
-    pub fn frame(&self, shape: usize, spec: &FrameSpec) -> Utf8Bytes {
-        let encode = || {
-            encode_event_at(
-                spec,
-                &self.envelope.event_type,
-                self.envelope.ts,
-                self.envelope.data.get(),
-                self.envelope.offset.as_deref(),
-            )
-        };
-        match self.frames.get(shape) {
-            Some(cell) => cell.get_or_init(encode).clone(),
-            None => encode(),
-        }
-    }
-}
 
 /// Encode a payload (raw JSON) that is not a history event as a frame.
 pub fn encode_event(spec: &FrameSpec, event_type: &str, ts_ms: i64, data: &str) -> Utf8Bytes {
@@ -173,12 +137,6 @@ pub fn format_timestamp(format: TimestampFormat, ts_ms: i64) -> String {
         )),
     };
     format!("\"{}\"", text.unwrap_or_default())
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    let now = OffsetDateTime::now_utc();
-    (now.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 #[cfg(test)]

@@ -3,10 +3,10 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::sync::Mutex;
 
 use futures_util::future::{BoxFuture, FutureExt, ready};
 use herald_shared::Principal;
+use parking_lot::Mutex;
 
 use super::{Store, StoreError};
 use crate::config::{AuthConfig, StoredCredential};
@@ -68,7 +68,7 @@ impl Store for MemoryStore {
         holder: &'a str,
         _ttl_ms: u64,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        let mut leases = self.leases.lock();
         let taken = match leases.entry(key.to_owned()) {
             Entry::Occupied(e) => e.get() == holder,
             Entry::Vacant(e) => {
@@ -91,7 +91,7 @@ impl Store for MemoryStore {
         key: &'a str,
         holder: &'a str,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        let mut leases = self.leases.lock();
         if leases.get(key).is_some_and(|h| h == holder) {
             leases.remove(key);
         }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use fred::prelude::Client;
 use futures_util::future::{BoxFuture, FutureExt};
-use herald_shared::{Keys, Principal};
+use herald_shared::{Keys, Principal, history};
 
 use super::{Store, StoreError};
 
@@ -207,7 +207,7 @@ impl Store for RedisStore {
                 .map_err(unavailable)?;
             Ok(entries
                 .into_iter()
-                .filter_map(|(id, mut f)| f.remove("e").map(|e| (id, e)))
+                .filter_map(|(id, mut f)| f.remove(history::ENTRY_FIELD).map(|e| (id, e)))
                 .collect())
         }
         .boxed()
@@ -226,7 +226,7 @@ impl Store for RedisStore {
                 .map_err(unavailable)?;
             let mut out: Vec<(String, String)> = entries
                 .into_iter()
-                .filter_map(|(id, mut f)| f.remove("e").map(|e| (id, e)))
+                .filter_map(|(id, mut f)| f.remove(history::ENTRY_FIELD).map(|e| (id, e)))
                 .collect();
             out.reverse();
             Ok(out)

@@ -10,15 +10,15 @@ use herald_shared::Envelope;
 use herald_shared::Topic;
 use herald_shared::envelope::parse_offset;
 
-use crate::AppState;
-use crate::profile::wire::PreparedEvent;
+use crate::hub::SharedEvent;
+use crate::state::AppState;
 
 /// Events replayed at most on one connect.
 pub const MAX_REPLAY: usize = 1000;
 
 #[derive(Debug, Default)]
-pub struct Replay {
-    pub events: Vec<Arc<PreparedEvent>>,
+pub(crate) struct Replay {
+    pub events: Vec<Arc<SharedEvent>>,
     /// Offset of the last replayed event: live copies up to it are skipped.
     pub up_to: Option<(u64, u64)>,
     last_offset: Option<String>,
@@ -35,8 +35,7 @@ impl Replay {
             self.up_to = parse_offset(&offset);
             self.last_offset = Some(offset.clone());
             env.offset = Some(offset);
-            self.events
-                .push(Arc::new(PreparedEvent::new(env, app.profiles.shapes.len())));
+            self.events.push(app.hub.shared(env));
         }
     }
 }
@@ -53,7 +52,7 @@ fn or_log(
 /// The history of `topic` after `since`. With `detect_gap`, report when
 /// the oldest entry still kept is newer than `since` (entries between them
 /// may have been trimmed; reported conservatively).
-pub async fn after(app: &AppState, topic: &Topic, since: &str, detect_gap: bool) -> Replay {
+pub(crate) async fn after(app: &AppState, topic: &Topic, since: &str, detect_gap: bool) -> Replay {
     let mut out = Replay::default();
     if parse_offset(since).is_none() {
         return out;
@@ -77,7 +76,7 @@ pub async fn after(app: &AppState, topic: &Topic, since: &str, detect_gap: bool)
 
 /// The latest `n` events of `topic`, read *before* subscribing; complete it
 /// with [`then_after`] once subscribed so nothing published in between is lost.
-pub async fn latest(app: &AppState, topic: &Topic, n: usize) -> Replay {
+pub(crate) async fn latest(app: &AppState, topic: &Topic, n: usize) -> Replay {
     let mut out = Replay::default();
     out.push_entries(
         app,
@@ -91,7 +90,7 @@ pub async fn latest(app: &AppState, topic: &Topic, n: usize) -> Replay {
 }
 
 /// Extend a [`latest`] read with what the history got since it.
-pub async fn then_after(mut first: Replay, app: &AppState, topic: &Topic) -> Replay {
+pub(crate) async fn then_after(mut first: Replay, app: &AppState, topic: &Topic) -> Replay {
     let from = first
         .last_offset
         .clone()
@@ -106,7 +105,10 @@ pub async fn then_after(mut first: Replay, app: &AppState, topic: &Topic) -> Rep
 }
 
 /// Whether a live event is a copy of one already replayed.
-pub fn already_replayed(replayed: &Option<(Topic, (u64, u64))>, event: &PreparedEvent) -> bool {
+pub(crate) fn already_replayed(
+    replayed: &Option<(Topic, (u64, u64))>,
+    event: &SharedEvent,
+) -> bool {
     let Some((topic, up_to)) = replayed else {
         return false;
     };

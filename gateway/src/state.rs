@@ -1,0 +1,41 @@
+//! The shared handles of one gateway process, built once by [`crate::run`]
+//! and handed to every route and session.
+
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::auth::Authenticator;
+use crate::broker::Broker;
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::lease::Leases;
+use crate::limits::ConnectionLimits;
+use crate::presence::Presence;
+use crate::profile::ProfileRegistry;
+use crate::shutdown::Shutdown;
+use crate::store::Store;
+
+pub struct AppState {
+    pub config: Config,
+    pub profiles: ProfileRegistry,
+    pub hub: Arc<Hub>,
+    pub broker: Arc<dyn Broker>,
+    pub store: Arc<dyn Store>,
+    pub auth: Authenticator,
+    pub shutdown: Shutdown,
+    pub leases: Arc<Leases>,
+    pub limits: ConnectionLimits,
+    pub presence: Arc<Presence>,
+    /// Random id of this process, part of lease holder and presence member names.
+    pub replica_id: String,
+    pub prometheus: Option<PrometheusHandle>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("broker", &self.broker.name())
+            .finish_non_exhaustive()
+    }
+}
