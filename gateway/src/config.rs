@@ -86,13 +86,12 @@ fn default_listen() -> SocketAddr {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+// Every field defaults, from `Default` below: the one place defaults live.
+#[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
     /// Redis URL; empty means the embedded in-memory broker. `HERALD_REDIS_URL`.
-    #[serde(default)]
     pub url: String,
     /// Prefix of every key and channel. Default `herald`; `HERALD_REDIS_PREFIX`.
-    #[serde(default = "default_prefix")]
     pub prefix: String,
 }
 
@@ -100,122 +99,80 @@ impl Default for RedisConfig {
     fn default() -> Self {
         Self {
             url: String::new(),
-            prefix: default_prefix(),
+            prefix: herald_shared::keys::DEFAULT_PREFIX.to_owned(),
         }
     }
 }
 
-fn default_prefix() -> String {
-    herald_shared::keys::DEFAULT_PREFIX.to_owned()
-}
-
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+// Every field defaults, from `Default` below: the one place defaults live.
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Events queued for one socket before it counts as a slow consumer and
     /// is closed. Default 1024.
-    #[serde(default = "default_queue")]
     pub outbound_queue: usize,
     /// Largest client message accepted, in bytes; larger closes with 1009. Default 65536.
-    #[serde(default = "default_max_message")]
     pub max_message_bytes: usize,
     /// Per-socket read buffer. Default 4096 (the WebSocket library's own
     /// default, 128 KiB, would cost that much RAM per idle socket).
-    #[serde(default = "default_read_buffer")]
     pub read_buffer_bytes: usize,
     /// A socket write that takes longer than this closes the connection. Default 10000.
-    #[serde(default = "default_write_timeout")]
     pub write_timeout_ms: u64,
     /// Open connections per client IP address on one replica; 0 = no cap. Default 0.
-    #[serde(default)]
     pub connections_per_ip: usize,
     /// Open connections per principal on one replica; 0 = no cap. Default 0.
-    #[serde(default)]
     pub connections_per_principal: usize,
     /// Client messages per second one connection may send on average; a
     /// client over it is closed (1008, error `rate_limited`). 0 = no cap. Default 50.
-    #[serde(default = "default_message_rate")]
     pub client_messages_per_second: u32,
     /// New connections per second one address may open (bursts of twice
     /// that); beyond: HTTP 429. 0 = no cap. Default 0.
-    #[serde(default)]
     pub connects_per_ip_per_second: u32,
     /// Time a client has to send its request head after connecting; slower
     /// (or silent) connections are closed. Default 10000.
-    #[serde(default = "default_handshake_timeout")]
     pub handshake_timeout_ms: u64,
     /// Client messages one connection may send in a burst. Default 100.
-    #[serde(default = "default_message_burst")]
     pub client_message_burst: u32,
-}
-
-fn default_handshake_timeout() -> u64 {
-    10_000
-}
-
-fn default_message_rate() -> u32 {
-    50
-}
-fn default_message_burst() -> u32 {
-    100
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            outbound_queue: default_queue(),
-            max_message_bytes: default_max_message(),
-            read_buffer_bytes: default_read_buffer(),
-            write_timeout_ms: default_write_timeout(),
+            outbound_queue: 1024,
+            max_message_bytes: 64 * 1024,
+            read_buffer_bytes: 4096,
+            write_timeout_ms: 10_000,
             connections_per_ip: 0,
             connections_per_principal: 0,
             connects_per_ip_per_second: 0,
-            handshake_timeout_ms: default_handshake_timeout(),
-            client_messages_per_second: default_message_rate(),
-            client_message_burst: default_message_burst(),
+            handshake_timeout_ms: 10_000,
+            client_messages_per_second: 50,
+            client_message_burst: 100,
         }
     }
 }
 
-fn default_queue() -> usize {
-    1024
-}
-fn default_max_message() -> usize {
-    64 * 1024
-}
-fn default_read_buffer() -> usize {
-    4096
-}
-fn default_write_timeout() -> u64 {
-    10_000
-}
-
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+// Every field defaults, from `Default` below: the one place defaults live.
+#[serde(default, deny_unknown_fields)]
 pub struct ShutdownConfig {
     /// On SIGTERM, sockets are closed at random moments spread over this
     /// window so clients do not reconnect to the other replicas all at once.
     /// Default 5000; `HERALD_DRAIN_MS`. Keep it below the pod's grace period.
-    #[serde(default = "default_drain")]
     pub drain_ms: u64,
     /// On SIGTERM, first report not-ready (`/readyz` 503) this long while
     /// still serving, so load balancers that poll readiness stop routing here
     /// before the listener closes. Default 0; the Helm chart sets 2000.
-    #[serde(default)]
     pub unready_ms: u64,
 }
 
 impl Default for ShutdownConfig {
     fn default() -> Self {
         Self {
-            drain_ms: default_drain(),
+            drain_ms: 5000,
             unready_ms: 0,
         }
     }
-}
-
-fn default_drain() -> u64 {
-    5000
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -236,16 +193,14 @@ pub struct LogConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+// Every field defaults, from `Default` below: the one place defaults live.
+#[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// `sub` of the principal authenticated by `HERALD_ADMIN_KEY`. Default `admin`.
-    #[serde(default = "default_admin_user")]
     pub admin_user: String,
     /// API keys served without Redis (embedded mode), stored as SHA-256.
-    #[serde(default)]
     pub api_keys: Vec<StoredCredential>,
     /// Session tokens served without Redis (embedded mode), stored as SHA-256.
-    #[serde(default)]
     pub sessions: Vec<StoredCredential>,
     /// `HERALD_JWT_SECRET` (HS256). Environment only.
     #[serde(skip)]
@@ -258,17 +213,13 @@ pub struct AuthConfig {
 impl Default for AuthConfig {
     fn default() -> Self {
         Self {
-            admin_user: default_admin_user(),
+            admin_user: "admin".to_owned(),
             api_keys: Vec::new(),
             sessions: Vec::new(),
             jwt_secret: None,
             admin_key: None,
         }
     }
-}
-
-fn default_admin_user() -> String {
-    "admin".to_owned()
 }
 
 /// A credential kept in the config file for embedded mode.
