@@ -6,7 +6,8 @@
 //! suites never run the gateway in-process.
 //!
 //! Where things live:
-//! - `redis`: [`RedisServer`] processes and queries about their state.
+//! - `redis`: [`RedisServer`] processes and queries about their state;
+//!   `resp`: the client connection those queries use ([`RedisConnection`]).
 //! - `gateway`: [`Gateway`] processes, [`GatewayOptions`], [`gateway_binary`];
 //!   `cluster`: [`Cluster`] (Redis, replicas, publisher);
 //!   `config`: the bundled configuration and edited copies.
@@ -25,6 +26,7 @@ mod gateway;
 mod http;
 mod process;
 mod redis;
+mod resp;
 mod sse;
 mod tokens;
 mod wait;
@@ -37,6 +39,7 @@ pub use gateway::{Gateway, GatewayOptions, gateway_binary};
 pub use http::http_get;
 pub use process::{free_port, scratch_dir};
 pub use redis::RedisServer;
+pub use resp::{RedisConnection, Reply};
 pub use sse::{SseClient, SseEvent, SseResponse};
 pub use tokens::{ADMIN_KEY, JWT_SECRET, base64url, jwt, jwt_with_topics, unix_now};
 pub use wait::{EVENT_TIMEOUT, wait_until};
