@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, ensure};
 use tokio::io::BufReader;
 use tokio::process::{Child, Command};
 
@@ -133,10 +133,17 @@ impl Gateway {
     /// Send a signal (`TERM`, `KILL`) to the process.
     pub async fn signal(&self, sig: &str) -> Result<()> {
         let pid = self.pid().context("already exited")?;
-        Command::new("kill")
+        let out = Command::new("kill")
             .args([&format!("-{sig}"), &pid.to_string()])
-            .status()
-            .await?;
+            .output()
+            .await
+            .context("run kill")?;
+        ensure!(
+            out.status.success(),
+            "kill -{sig} {pid} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
         Ok(())
     }
 
