@@ -2,8 +2,9 @@
 //! real `herald-gateway` processes and real WebSocket and SSE clients.
 //!
 //! The gateway binary is the one `cargo build --workspace --bins` leaves
-//! next to the test executables (`target/<profile>/herald-gateway`); the
-//! suites never run the gateway in-process.
+//! next to the test executables (`target/<profile>/herald-gateway`;
+//! [`gateway_binary`] runs that build once per test process so it is
+//! current); the suites never run the gateway in-process.
 //!
 //! Where things live:
 //! - `redis`: [`RedisServer`] processes and queries about their state;
