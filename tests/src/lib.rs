@@ -11,7 +11,8 @@
 //!   `resp`: the client connection those queries use ([`RedisConnection`]).
 //! - `gateway`: [`Gateway`] processes, [`GatewayOptions`], [`gateway_binary`];
 //!   `cluster`: [`Cluster`] (Redis, replicas, publisher);
-//!   `config`: the bundled configuration and edited copies.
+//!   `config`: the bundled configuration and edited copies;
+//!   [`profiles`]: profiles that exist only in test configs.
 //! - `ws`: [`WsClient`], [`Closed`]; `sse`: [`SseClient`], [`SseEvent`],
 //!   [`SseResponse`]; `http`: [`http_get`].
 //! - `tokens`: test secrets, [`jwt`], [`jwt_with_topics`], [`base64url`],
@@ -26,6 +27,7 @@ mod config;
 mod gateway;
 mod http;
 mod process;
+pub mod profiles;
 mod redis;
 mod resp;
 mod sse;
