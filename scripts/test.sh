@@ -2,6 +2,12 @@
 # Herald's test command: builds the workspace and runs every test, unit and
 # black-box. Installs redis-server (Debian package) when it is missing; the
 # suites start their own redis-server processes on free ports.
+#
+# Arguments go to `cargo test` (`./scripts/test.sh -p herald-tests --test
+# resume`, `./scripts/test.sh lease`). The last line is always
+# `tests: N passed, N failed`, summed over every test binary and doc-test run;
+# CI reads it. The exit status is cargo's, and non-zero when no test ran (a
+# filter that matches nothing is a mistake, not a pass).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +23,18 @@ fi
 cargo build --workspace --bins
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo test --workspace "$@" 2>&1 | tee "$log"
-# One closing line over every test binary and doc-test run.
-awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+
+# Every suite runs even after one fails, and the summary below must be printed
+# whatever cargo's status: errexit stays off until it has been captured.
+set +e
+cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+
+read -r passed failed < <(awk '/^test result:/ { p += $4; f += $6 } END { print p + 0, f + 0 }' "$log")
+if [ "$status" -eq 0 ] && [ $((passed + failed)) -eq 0 ]; then
+  echo "no test ran: check the filter ($*)" >&2
+  status=1
+fi
+echo "tests: $passed passed, $failed failed"
+exit "$status"

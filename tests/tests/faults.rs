@@ -39,12 +39,21 @@ async fn publish_through<F: std::future::Future<Output = Result<()>>>(
     Ok(())
 }
 
-async fn received_in_order(ws: &mut WsClient) -> Result<()> {
+/// Publish the event that closes the stream, after every numbered one.
+async fn publish_marker(publisher: &Publisher) -> Result<()> {
+    herald_tests::publish_retrying(publisher, &[Topic::user("alice")?], "marker", &json!({})).await
+}
+
+/// Every numbered event once, in order, then the marker: a duplicate
+/// delivered after the last numbered event shows up instead of the marker.
+async fn received_once_in_order(ws: &mut WsClient) -> Result<()> {
     for want in 0..EVENTS {
         let frame = ws.next_json().await?;
         assert_eq!(frame["type"], "progress", "{frame}");
         assert_eq!(frame["seq"], want, "event {want}: got {frame}");
     }
+    let frame = ws.next_json().await?;
+    assert_eq!(frame["type"], "marker", "after the last event: {frame}");
     Ok(())
 }
 
@@ -68,8 +77,9 @@ async fn a_dropped_pubsub_connection_is_repaired_from_history() -> Result<()> {
         Ok(())
     })
     .await?;
-    received_in_order(&mut on_a).await?;
-    received_in_order(&mut on_b).await?;
+    publish_marker(&c.publisher).await?;
+    received_once_in_order(&mut on_a).await?;
+    received_once_in_order(&mut on_b).await?;
     let metrics = c.gw(0).get("/metrics").await?.1;
     assert!(
         metrics.contains("herald_broker_reconnects_total 1"),
@@ -94,8 +104,9 @@ async fn redis_killed_and_restarted_mid_stream_loses_nothing() -> Result<()> {
         redis.restart().await
     })
     .await?;
-    received_in_order(&mut on_a).await?;
-    received_in_order(&mut on_b).await?;
+    publish_marker(&publisher).await?;
+    received_once_in_order(&mut on_a).await?;
+    received_once_in_order(&mut on_b).await?;
     Ok(())
 }
 

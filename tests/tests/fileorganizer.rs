@@ -32,7 +32,7 @@ fn flat(event: &str, payload: &Value) -> Value {
 }
 
 async fn lease_exists(c: &Cluster, client_id: &str) -> bool {
-    let key = format!("herald:lease:{{{client_id}}}");
+    let key = herald_shared::Keys::default().lease(client_id);
     c.redis
         .cli(&["EXISTS", &key])
         .await
@@ -142,7 +142,11 @@ async fn a_live_client_id_is_refused_on_any_replica_and_freed_on_close() -> Resu
 
 #[tokio::test]
 async fn a_client_id_held_by_a_killed_replica_frees_within_the_lease() -> Result<()> {
-    let config = profile_config("fileorganizer", &[("lease_ms = 10000", "lease_ms = 1500")]);
+    const LEASE_MS: u64 = 1500;
+    let config = profile_config(
+        "fileorganizer",
+        &[("lease_ms = 10000", &format!("lease_ms = {LEASE_MS}"))],
+    );
     let mut c = cluster(Some(config)).await?;
     let _held = connect(&c, 0, "crash-1", "fo-alice").await?;
     wait_until("lease taken", || lease_exists(&c, "crash-1")).await?;
@@ -156,9 +160,13 @@ async fn a_client_id_held_by_a_killed_replica_frees_within_the_lease() -> Result
         !lease_exists(&c, "crash-1").await
     })
     .await?;
+    // The lease runs out at most one lease after the last renewal; the rest
+    // is slack for a loaded machine, still well short of the bundled 10 s.
+    let bound = 3 * std::time::Duration::from_millis(LEASE_MS);
     assert!(
-        killed_at.elapsed() <= std::time::Duration::from_millis(1500 + 1000),
-        "freed within the lease"
+        killed_at.elapsed() <= bound,
+        "freed {:?} after the kill; bound {bound:?}",
+        killed_at.elapsed()
     );
     let mut again = connect(&c, 1, "crash-1", "fo-alice").await?;
     c.subscribers_become("user:alice:client:crash-1", 1).await?;

@@ -4,6 +4,7 @@
 
 use anyhow::Result;
 use herald_publisher::Topic;
+use herald_tests::profiles::BUILDS as CUSTOM_PROFILE;
 use herald_tests::{
     ADMIN_KEY, Cluster, Gateway, GatewayOptions, WsClient, gateway_binary, jwt, scratch_dir,
     unix_now,
@@ -90,21 +91,6 @@ async fn invalid_configuration_is_refused_naming_the_key() -> Result<()> {
     assert!(!ok && stderr.contains("HERALD_LISTEN"), "{stderr}");
     Ok(())
 }
-
-/// A sixth API served by configuration alone: JWT in the query, a resource
-/// topic from the path, an org topic from the claims, nested frames.
-const CUSTOM_PROFILE: &str = r#"
-[[profiles]]
-name = "builds"
-path = "/builds/{build_id}/events"
-join = ["res:build:{path.build_id}", "org:{org}"]
-frame = { style = "nested", timestamp_field = "ts", timestamp_format = "rfc3339_millis" }
-
-[profiles.auth]
-sources = [{ from = "query", name = "access_token", accept = ["jwt"] }]
-failure_close_code = 4001
-failure_reason = "bad token"
-"#;
 
 #[tokio::test]
 async fn a_profile_written_only_in_config_is_served() -> Result<()> {

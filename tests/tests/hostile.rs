@@ -239,8 +239,9 @@ async fn a_connection_storm_from_one_address_is_throttled() -> Result<()> {
 #[tokio::test]
 async fn sigterm_spreads_closes_over_the_drain_window() -> Result<()> {
     use herald_tests::{ADMIN_KEY, Gateway, GatewayOptions};
+    const DRAIN_MS: u64 = 3000;
     let mut gw = Gateway::start(GatewayOptions {
-        env: vec![("HERALD_DRAIN_MS".into(), "3000".into())],
+        env: vec![("HERALD_DRAIN_MS".into(), DRAIN_MS.to_string())],
         ..Default::default()
     })
     .await?;
@@ -269,13 +270,20 @@ async fn sigterm_spreads_closes_over_the_drain_window() -> Result<()> {
         times.push(at);
     }
     times.sort();
+    let drain = std::time::Duration::from_millis(DRAIN_MS);
     let spread = times[times.len() - 1] - times[0];
-    // Uniform over 3 s: twelve closes all within 300 ms is vanishingly unlikely.
+    // Uniform over the window: twelve closes all within a tenth of it is
+    // vanishingly unlikely.
     assert!(
-        spread > std::time::Duration::from_millis(300),
-        "closes spread over the window: {spread:?}"
+        spread > drain / 10,
+        "closes spread over the window: {spread:?} ({times:?})"
     );
-    assert!(times[times.len() - 1] < std::time::Duration::from_millis(3000 + 2000));
+    // Every close is due within the window; the slack is for a loaded machine.
+    assert!(
+        times[times.len() - 1] < 2 * drain,
+        "last close {:?} after the signal",
+        times[times.len() - 1]
+    );
     assert_eq!(
         gw.wait_exit(std::time::Duration::from_secs(10)).await?,
         Some(0)

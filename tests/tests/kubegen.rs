@@ -183,7 +183,6 @@ async fn revoke_drops_a_live_subscription_on_another_replica() -> Result<()> {
         .await?;
     assert_eq!(bob.next_json().await?["data"], json!({"before": true}));
 
-    let revoked = tokio::time::Instant::now();
     c.publisher.revoke("bob", "res:kubegen:project.*").await?;
     // Published right after revoke returned: must never reach bob.
     c.publisher
@@ -193,13 +192,10 @@ async fn revoke_drops_a_live_subscription_on_another_replica() -> Result<()> {
             &json!({"after": true}),
         )
         .await?;
+    // The drop notice comes first: the event published after revoke returned
+    // would otherwise arrive here.
     let err = bob.next_json().await?;
     assert_eq!(err["data"]["code"], "forbidden", "{err}");
-    assert!(
-        revoked.elapsed() < std::time::Duration::from_secs(1),
-        "dropped within a second: {:?}",
-        revoked.elapsed()
-    );
     c.subscribers_become("res:kubegen:project.p2", 0).await?;
     c.publisher
         .publish(&[Topic::user("bob")?], "marker", &json!({}))

@@ -12,20 +12,9 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use herald_publisher::Topic;
+use herald_tests::profiles::FEED;
 use herald_tests::{Cluster, RedisServer, WsClient, jwt, unix_now};
 use serde_json::json;
-
-const FEED: &str = r#"
-[[profiles]]
-name = "feed"
-path = "/feed/{id}"
-join = ["res:feed:{path.id}"]
-frame = { style = "nested", offset_field = "offset" }
-resume = { query = "since" }
-
-[profiles.auth]
-sources = [{ from = "query", name = "token", accept = ["jwt"] }]
-"#;
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)

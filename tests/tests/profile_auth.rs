@@ -4,26 +4,9 @@
 
 use anyhow::Result;
 use herald_publisher::Topic;
+use herald_tests::profiles::RUNS as PROFILE;
 use herald_tests::{Closed, Cluster, WsClient, jwt, unix_now, wait_until};
 use serde_json::json;
-
-const PROFILE: &str = r#"
-[[profiles]]
-name = "runs"
-path = "/runs/{id}/stream"
-join = ["res:run:{path.id}"]
-frame = { style = "flat", timestamp_field = "timestamp" }
-errors = { event_type = "error" }
-
-[profiles.auth]
-sources = [
-  { from = "query", name = "token", accept = ["jwt"] },
-  { from = "first_message", name = "token", accept = ["jwt"] },
-]
-failure_close_code = 4001
-failure_reason = "unauthorized"
-first_message_timeout_ms = 300
-"#;
 
 async fn subscribed(c: &Cluster, run: &str) -> Result<()> {
     let channel = format!("herald:{{res:run:{run}}}:ch");

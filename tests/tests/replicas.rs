@@ -25,6 +25,15 @@ async fn numsub_becomes(c: &Cluster, want: u64) -> Result<()> {
     .await
 }
 
+/// Open docsfy connections as replica `i` reports them.
+async fn docsfy_connections(c: &Cluster, i: usize) -> Option<u64> {
+    let (_, metrics) = c.gw(i).get("/metrics").await.ok()?;
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("herald_connections{route=\"docsfy\"} "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 #[tokio::test]
 async fn one_redis_subscription_per_topic_per_replica_dropped_after_the_last_leaves() -> Result<()>
 {
@@ -45,6 +54,7 @@ async fn one_redis_subscription_per_topic_per_replica_dropped_after_the_last_lea
     );
     let b1 = alice(&c, 1).await?;
     assert_eq!(c.redis.numsub(ALICE_CHANNEL).await?, 2, "one per replica");
+    assert_eq!(docsfy_connections(&c, 0).await, Some(2));
     assert_eq!(
         c.redis.channels("herald:*").await?,
         vec![ALICE_CHANNEL.to_owned()],
@@ -52,6 +62,12 @@ async fn one_redis_subscription_per_topic_per_replica_dropped_after_the_last_lea
     );
 
     a1.close().await;
+    // The gauge drops after the connection has left its topics, so from then
+    // on replica A has dealt with the close.
+    wait_until("replica A counts one docsfy connection", || async {
+        docsfy_connections(&c, 0).await == Some(1)
+    })
+    .await?;
     // Still one local subscriber on replica A: the subscription stays.
     c.publisher
         .publish(&[Topic::user("alice")?], "marker", &json!({}))

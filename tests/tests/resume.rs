@@ -4,20 +4,9 @@
 
 use anyhow::Result;
 use herald_publisher::Topic;
+use herald_tests::profiles::FEED_WITH_REPLAY as FEED;
 use herald_tests::{Cluster, WsClient, jwt, unix_now};
 use serde_json::{Value, json};
-
-const FEED: &str = r#"
-[[profiles]]
-name = "feed"
-path = "/feed/{id}"
-join = ["res:feed:{path.id}"]
-frame = { style = "nested", offset_field = "offset" }
-resume = { query = "since", replay_last = 3, gap_type = "gap" }
-
-[profiles.auth]
-sources = [{ from = "query", name = "token", accept = ["jwt"] }]
-"#;
 
 fn url(c: &Cluster, replica: usize, since: Option<&str>) -> String {
     let token = jwt("reader", None, &[], unix_now() + 600);

@@ -122,16 +122,27 @@ async fn unknown_and_forbidden_resources_get_error_frames_then_close() -> Result
 #[tokio::test]
 async fn a_token_expiring_mid_stream_gets_unauthorized_and_the_close() -> Result<()> {
     let c = Cluster::start(1, None).await?;
-    let short = jwt_with_topics("ops", None, &[], &["res:workflow-run:*"], unix_now() + 2);
-    registered(&c, "workflow-run", "run-2").await?;
+    // Seconds of validity: enough to connect and receive one event on a loaded
+    // machine, so the error below can only come from expiry mid-stream.
+    let short = jwt_with_topics("ops", None, &[], &["res:workflow-run:*"], unix_now() + 4);
+    let run = registered(&c, "workflow-run", "run-2").await?;
     let mut ws = WsClient::connect(
         &c.gw(0)
             .ws_url(&format!("/api/v1/workflow-runs/run-2/stream?token={short}")),
     )
     .await?;
+    c.subscribers_become("res:workflow-run:run-2", 1).await?;
+    let step = json!({"nodeId": "deploy", "line": "before expiry"});
+    c.publisher.publish(&[run], "step_log", &step).await?;
     let (frames, closed) = ws.until_closed().await?;
-    assert_error(&frames[0], "unauthorized");
-    assert_eq!(frames[0]["message"], "Token expired");
+    assert_eq!(
+        frames.first(),
+        Some(&json!({"type": "step_log", "nodeId": "deploy", "line": "before expiry"})),
+        "the stream was open before the token expired: {frames:?}"
+    );
+    assert_eq!(frames.len(), 2, "{frames:?}");
+    assert_error(&frames[1], "unauthorized");
+    assert_eq!(frames[1]["message"], "Token expired");
     assert_eq!(closed.code(), Some(4401));
     Ok(())
 }
@@ -378,20 +389,32 @@ mod agent {
             agent.send_json(r).await?;
         }
         // Worker 1 reads all three but acknowledges only the first, then dies.
+        // Bounded, so frames that are never forwarded fail the test instead of hanging it.
         let mut batch = Vec::new();
-        while batch.len() < 3 {
-            batch.extend(
-                c.publisher
-                    .consume(
-                        "agent-tasks",
-                        "workers",
-                        "w1",
-                        10,
-                        Some(Duration::from_secs(5)),
-                    )
-                    .await?,
-            );
-        }
+        tokio::time::timeout(herald_tests::EVENT_TIMEOUT, async {
+            while batch.len() < 3 {
+                batch.extend(
+                    c.publisher
+                        .consume(
+                            "agent-tasks",
+                            "workers",
+                            "w1",
+                            10,
+                            Some(Duration::from_secs(1)),
+                        )
+                        .await?,
+                );
+            }
+            anyhow::Ok(())
+        })
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "{} of 3 reports forwarded within {:?}: {batch:?}",
+                batch.len(),
+                herald_tests::EVENT_TIMEOUT
+            )
+        })??;
         assert_eq!(
             batch.iter().map(|m| m.frame.clone()).collect::<Vec<_>>(),
             reports.to_vec()

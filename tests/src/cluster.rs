@@ -1,0 +1,59 @@
+//! A deployment in miniature: one Redis, gateway replicas on it, and a
+//! publisher, with a way to wait for the replicas' subscriptions.
+
+use anyhow::Result;
+
+use crate::gateway::{Gateway, GatewayOptions};
+use crate::redis::RedisServer;
+use crate::wait::wait_until;
+
+/// One Redis and `n` gateway replicas on it, plus a publisher.
+#[derive(Debug)]
+pub struct Cluster {
+    pub redis: RedisServer,
+    pub gateways: Vec<Gateway>,
+    pub publisher: herald_publisher::Publisher,
+}
+
+impl Cluster {
+    /// `n` replicas with the bundled configuration (or `config`).
+    pub async fn start(n: usize, config: Option<String>) -> Result<Self> {
+        Self::on(RedisServer::start().await?, n, config).await
+    }
+
+    /// `n` replicas on a given Redis.
+    pub async fn on(redis: RedisServer, n: usize, config: Option<String>) -> Result<Self> {
+        let mut gateways = Vec::new();
+        for _ in 0..n {
+            let gw = Gateway::start(GatewayOptions {
+                redis_url: Some(redis.url()),
+                config: config.clone(),
+                ..Default::default()
+            })
+            .await?;
+            gateways.push(gw);
+        }
+        for gw in &gateways {
+            gw.wait_ready(true).await?;
+        }
+        let publisher = herald_publisher::Publisher::connect(&redis.url()).await?;
+        Ok(Self {
+            redis,
+            gateways,
+            publisher,
+        })
+    }
+
+    pub fn gw(&self, i: usize) -> &Gateway {
+        &self.gateways[i]
+    }
+
+    /// Wait until `n` replicas hold a Redis subscription to `topic`.
+    pub async fn subscribers_become(&self, topic: &str, n: u64) -> Result<()> {
+        let channel = format!("herald:{{{topic}}}:ch");
+        wait_until(&format!("{n} subscriber(s) of {channel}"), || async {
+            self.redis.numsub(&channel).await.ok() == Some(n)
+        })
+        .await
+    }
+}

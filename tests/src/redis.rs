@@ -1,0 +1,228 @@
+//! `redis-server` processes the suites run gateways against, and asking them
+//! what the gateways did (pub/sub subscriptions, keys).
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use tokio::io::BufReader;
+use tokio::process::{Child, Command};
+use tokio::sync::Mutex;
+
+use crate::process::{drain, free_port, scratch_dir, wait_for_line};
+use crate::resp::{RedisConnection, Reply};
+use crate::wait::EVENT_TIMEOUT;
+
+/// A `redis-server` process on its own port; killed when dropped.
+#[derive(Debug)]
+pub struct RedisServer {
+    port: u16,
+    child: Option<Child>,
+    dir: PathBuf,
+    extra: Vec<String>,
+    /// Held across queries: conditions polled every 20 ms would otherwise
+    /// open a connection (or start a process) per poll.
+    conn: Mutex<Option<RedisConnection>>,
+}
+
+impl RedisServer {
+    pub async fn start() -> Result<Self> {
+        Self::start_with(&[]).await
+    }
+
+    /// With an append-only file fsynced on every write: a SIGKILL loses nothing.
+    pub async fn start_persistent() -> Result<Self> {
+        Self::start_with(&["--appendonly", "yes", "--appendfsync", "always"]).await
+    }
+
+    async fn start_with(extra: &[&str]) -> Result<Self> {
+        let dir = scratch_dir("redis");
+        let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+        let mut last_error = None;
+        for _ in 0..5 {
+            let mut server = Self {
+                port: free_port(),
+                child: None,
+                dir: dir.clone(),
+                extra: extra.clone(),
+                conn: Mutex::new(None),
+            };
+            // Another process may take the free port before redis binds it.
+            match server.spawn().await {
+                Ok(()) => return Ok(server),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error
+            .unwrap_or_else(|| anyhow::anyhow!("no attempt made"))
+            .context("could not start redis-server (is it installed?)"))
+    }
+
+    async fn spawn(&mut self) -> Result<()> {
+        let mut child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(if self.extra.is_empty() {
+                vec!["--appendonly".to_owned(), "no".to_owned()]
+            } else {
+                self.extra.clone()
+            })
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("spawn redis-server")?;
+        let stdout = child.stdout.take().context("redis stdout")?;
+        let mut reader = BufReader::new(stdout);
+        wait_for_line(&mut reader, "Ready to accept connections").await?;
+        drain(reader);
+        self.child = Some(child);
+        Ok(())
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// SIGKILL: no goodbye to clients.
+    pub async fn kill(&mut self) {
+        *self.conn.get_mut() = None;
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill().await;
+        }
+    }
+
+    /// Start again on the same port (after [`RedisServer::kill`]).
+    pub async fn restart(&mut self) -> Result<()> {
+        self.kill().await;
+        let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
+        loop {
+            match self.spawn().await {
+                Ok(()) => return Ok(()),
+                // The old socket may linger for a moment; the port is ours to retry.
+                Err(_) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Run one command on this server's held connection. An error reply is
+    /// an `Err`.
+    pub async fn command(&self, args: &[&str]) -> Result<Reply> {
+        let mut slot = self.conn.lock().await;
+        // Taken out while in use: if this future is dropped between request
+        // and reply, the connection goes with it instead of handing that
+        // reply to the next command.
+        let (mut conn, mut fresh) = match slot.take() {
+            Some(conn) => (conn, false),
+            None => (RedisConnection::connect(self.port).await?, true),
+        };
+        loop {
+            match conn.request(args).await {
+                Ok(Reply::Error(e)) => {
+                    *slot = Some(conn);
+                    bail!("redis {args:?}: {e}");
+                }
+                Ok(reply) => {
+                    *slot = Some(conn);
+                    return Ok(reply);
+                }
+                Err(e) if fresh => return Err(e),
+                // A held connection may have been closed by the server since
+                // its last use (CLIENT KILL, a restart): once more, fresh.
+                Err(_) => {
+                    conn = RedisConnection::connect(self.port).await?;
+                    fresh = true;
+                }
+            }
+        }
+    }
+
+    /// `redis-cli -p <port> <args…>`'s output lines, as it prints them when
+    /// piped (one line per value, arrays flattened, nil as an empty line).
+    /// Commands go over the held connection ([`RedisServer::command`]): the
+    /// suites poll with this, and a process per poll is slow. Only
+    /// redis-cli's own modes (`--scan`, any argument list starting with `-`)
+    /// start `redis-cli`. An error reply is an `Err` either way.
+    pub async fn cli(&self, args: &[&str]) -> Result<Vec<String>> {
+        if args.first().is_some_and(|a| a.starts_with('-')) {
+            return self.redis_cli(args).await;
+        }
+        Ok(self.command(args).await?.cli_lines())
+    }
+
+    async fn redis_cli(&self, args: &[&str]) -> Result<Vec<String>> {
+        let out = tokio::time::timeout(
+            EVENT_TIMEOUT,
+            Command::new("redis-cli")
+                .args(["-p", &self.port.to_string()])
+                .args(args)
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .with_context(|| format!("redis-cli {args:?}: no answer within {EVENT_TIMEOUT:?}"))?
+        .with_context(|| format!("run redis-cli {args:?}"))?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() {
+            bail!(
+                "redis-cli {args:?} failed ({}): {}{}",
+                out.status,
+                stderr.trim(),
+                stdout.trim()
+            );
+        }
+        // redis-cli exits 0 on an error reply; it prints `(error) ERR …` on
+        // a terminal and `ERR …` when piped.
+        if let Some(error) = stdout
+            .lines()
+            .find(|l| l.starts_with("(error)") || l.starts_with("ERR "))
+        {
+            bail!("redis-cli {args:?}: {error}");
+        }
+        Ok(stdout.lines().map(str::to_owned).collect())
+    }
+
+    /// Subscribers of one pub/sub channel, across all connections.
+    pub async fn numsub(&self, channel: &str) -> Result<u64> {
+        let reply = self.command(&["PUBSUB", "NUMSUB", channel]).await?;
+        match &reply {
+            Reply::Array(items) if items.len() == 2 => {
+                u64::try_from(items[1].integer()?).context("negative NUMSUB")
+            }
+            other => bail!("NUMSUB reply {other:?}"),
+        }
+    }
+
+    /// Active channels matching a pattern, sorted.
+    pub async fn channels(&self, pattern: &str) -> Result<Vec<String>> {
+        let mut channels = self
+            .command(&["PUBSUB", "CHANNELS", pattern])
+            .await?
+            .strings()?;
+        channels.sort();
+        Ok(channels)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
