@@ -174,12 +174,17 @@ pub fn id_of(payload: &[u8]) -> Option<&str> {
 }
 
 /// The `"offset"` from raw bytes, without parsing the message: it is the
-/// envelope's last member, appended by [`with_offset`] (or the history script).
+/// envelope's last member, appended by [`with_offset`] (or the history
+/// script), so it must end the message. A payload whose own last member is
+/// an `"offset"` is followed by its closing brace and is not mistaken for it.
 pub fn offset_of(payload: &[u8]) -> Option<(u64, u64)> {
     const KEY: &[u8] = b"\"offset\":\"";
     let tail = &payload[payload.len().saturating_sub(64)..];
     let start = tail.windows(KEY.len()).rposition(|w| w == KEY)? + KEY.len();
     let end = start + tail[start..].iter().position(|b| *b == b'"')?;
+    if tail[end + 1..].trim_ascii() != b"}" {
+        return None;
+    }
     parse_offset(std::str::from_utf8(&tail[start..end]).ok()?)
 }
 
