@@ -199,6 +199,19 @@ impl RedisServer {
         Ok(stdout.lines().map(str::to_owned).collect())
     }
 
+    /// Whether a key exists; false when Redis cannot be asked (callers poll).
+    pub async fn exists(&self, key: &str) -> bool {
+        matches!(
+            self.command(&["EXISTS", key]).await.map(|r| r.integer()),
+            Ok(Ok(1))
+        )
+    }
+
+    /// Members of a sorted set; None when Redis cannot be asked.
+    pub async fn zcard(&self, key: &str) -> Option<i64> {
+        self.command(&["ZCARD", key]).await.ok()?.integer().ok()
+    }
+
     /// Subscribers of one pub/sub channel, across all connections.
     pub async fn numsub(&self, channel: &str) -> Result<u64> {
         let reply = self.command(&["PUBSUB", "NUMSUB", channel]).await?;

@@ -32,14 +32,9 @@ fn flat(event: &str, payload: &Value) -> Value {
 }
 
 async fn lease_exists(c: &Cluster, client_id: &str) -> bool {
-    let key = herald_shared::Keys::default().lease(client_id);
     c.redis
-        .cli(&["EXISTS", &key])
+        .exists(&herald_shared::Keys::default().lease(client_id))
         .await
-        .ok()
-        .and_then(|l| l.first().cloned())
-        .as_deref()
-        == Some("1")
 }
 
 #[tokio::test]

@@ -15,16 +15,6 @@ async fn sse(c: &Cluster, replica: usize, path: &str) -> Result<SseResponse> {
     SseClient::connect(&c.gw(replica).addr, path, &[]).await
 }
 
-async fn exists(c: &Cluster, key: &str) -> bool {
-    c.redis
-        .cli(&["EXISTS", key])
-        .await
-        .ok()
-        .and_then(|l| l.first().cloned())
-        .as_deref()
-        == Some("1")
-}
-
 #[tokio::test]
 async fn an_sse_stream_holds_the_exclusive_key_until_it_ends() -> Result<()> {
     let config = profile_config(
@@ -42,7 +32,7 @@ async fn an_sse_stream_holds_the_exclusive_key_until_it_ends() -> Result<()> {
     let lease = Keys::default().lease("sse-1");
 
     let mut holder = sse(&c, 0, path).await?.stream()?;
-    wait_until("lease taken", || exists(&c, &lease)).await?;
+    wait_until("lease taken", || c.redis.exists(&lease)).await?;
     c.subscribers_become("user:alice:client:sse-1", 1).await?;
     c.publisher
         .publish(
@@ -70,7 +60,7 @@ async fn an_sse_stream_holds_the_exclusive_key_until_it_ends() -> Result<()> {
 
     // The stream ends: the key is free again.
     drop(holder);
-    wait_until("lease released", || async { !exists(&c, &lease).await }).await?;
+    wait_until("lease released", || async { !c.redis.exists(&lease).await }).await?;
     let mut again = sse(&c, 1, path).await?.stream()?;
     c.subscribers_become("user:alice:client:sse-1", 1).await?;
     c.publisher
@@ -127,31 +117,22 @@ async fn sse_streams_announce_presence_once() -> Result<()> {
     let path = "/ws?token=ahq_sse_agent";
     let on_a = sse(&c, 1, path).await?.stream()?;
     let presence = Keys::default().presence("org:acme", "agent-sse");
-    let members = |n: &'static str| {
-        let c = &c;
-        let presence = presence.clone();
-        async move {
-            c.redis
-                .cli(&["ZCARD", &presence])
-                .await
-                .ok()
-                .and_then(|l| l.first().cloned())
-                .as_deref()
-                == Some(n)
-        }
+    let members = |n: i64| {
+        let (c, presence) = (&c, presence.clone());
+        async move { c.redis.zcard(&presence).await == Some(n) }
     };
-    wait_until("one presence member", || members("1")).await?;
+    wait_until("one presence member", || members(1)).await?;
     assert_eq!(seen_until_marker(&mut bob).await?, ["agent.online"]);
     let on_b = sse(&c, 0, path).await?.stream()?;
-    wait_until("two presence members", || members("2")).await?;
+    wait_until("two presence members", || members(2)).await?;
     drop(on_a);
-    wait_until("one presence member left", || members("1")).await?;
+    wait_until("one presence member left", || members(1)).await?;
     assert!(
         seen_until_marker(&mut bob).await?.is_empty(),
         "still online"
     );
     drop(on_b);
-    wait_until("no presence member", || members("0")).await?;
+    wait_until("no presence member", || members(0)).await?;
     assert_eq!(seen_until_marker(&mut bob).await?, ["agent.offline"]);
     Ok(())
 }
