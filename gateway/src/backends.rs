@@ -50,8 +50,7 @@ impl Backends {
             .map_err(|e| BrokerError::Config(e.to_string()))?;
         client.connect();
         let store: Arc<dyn Store> = Arc::new(RedisStore::new(client.clone(), keys.clone()));
-        let broker = RedisBroker::start(&config.redis.url, keys.clone())?;
-        broker.repair_from(Arc::clone(&store));
+        let broker = RedisBroker::start(&config.redis.url, keys.clone(), Arc::clone(&store))?;
         tracing::info!("redis broker");
         Ok(Self {
             broker,

@@ -5,9 +5,11 @@ use std::sync::{Arc, Weak};
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
+use fred::interfaces::ClientLike;
 use herald_gateway::broker::memory::MemoryBroker;
-use herald_gateway::broker::redis::RedisBroker;
+use herald_gateway::broker::redis::{self, RedisBroker};
 use herald_gateway::broker::{Broker, EventSink};
+use herald_gateway::store::redis::RedisStore;
 use herald_shared::{Envelope, HistoryPolicy, Keys, Topic};
 use herald_tests::{EVENT_TIMEOUT, RedisServer, wait_until};
 use serde_json::value::RawValue;
@@ -108,7 +110,11 @@ async fn memory_broker_conforms() -> Result<()> {
 #[tokio::test]
 async fn redis_broker_conforms() -> Result<()> {
     let redis = RedisServer::start().await?;
-    let broker = RedisBroker::start(&redis.url(), Keys::new("conformance"))?;
+    let keys = Keys::new("conformance");
+    let client = redis::builder(&redis.url())?.build()?;
+    client.init().await?;
+    let history = Arc::new(RedisStore::new(client, keys.clone()));
+    let broker = RedisBroker::start(&redis.url(), keys, history)?;
     conformance(broker, |offset| {
         let offset = offset.expect("history gives the published copy its offset");
         assert!(

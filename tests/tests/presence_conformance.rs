@@ -14,6 +14,7 @@ use herald_gateway::broker::{Broker, EventSink};
 use herald_gateway::presence::memory::MemoryPresence;
 use herald_gateway::presence::redis::RedisPresence;
 use herald_gateway::presence::{Member, PresenceBackend};
+use herald_gateway::store::redis::RedisStore;
 use herald_shared::{Envelope, Keys, Topic};
 use herald_tests::{EVENT_TIMEOUT, RedisServer, wait_until};
 use serde_json::value::RawValue;
@@ -45,8 +46,8 @@ fn member(n: u32, lease_ms: u64) -> Member {
         topic: Topic::parse(TOPIC).expect("topic"),
         key: "agent-1".to_owned(),
         lease_ms,
-        online: envelope(&format!("on-{n}"), "agent.online").encode(),
-        offline: envelope(&format!("off-{n}"), "agent.offline").encode(),
+        online: envelope(&format!("on-{n}"), "agent.online"),
+        offline: envelope(&format!("off-{n}"), "agent.offline"),
     }
 }
 
@@ -140,9 +141,10 @@ async fn memory_presence_conforms() -> Result<()> {
 async fn redis_presence_conforms_and_sweeps_dead_members() -> Result<()> {
     let redis = RedisServer::start().await?;
     let keys = Keys::new("conformance");
-    let broker: Arc<dyn Broker> = RedisBroker::start(&redis.url(), keys.clone())?;
     let client = redis::builder(&redis.url())?.build()?;
     client.init().await?;
+    let history = Arc::new(RedisStore::new(client.clone(), keys.clone()));
+    let broker: Arc<dyn Broker> = RedisBroker::start(&redis.url(), keys.clone(), history)?;
     let backend = RedisPresence::new(client.clone(), keys.clone());
     assert!(backend.leased());
     // A broker takes one sink for its life: one recorder for the whole test.

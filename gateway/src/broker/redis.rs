@@ -64,7 +64,7 @@ pub struct RedisBroker {
     down_since: AtomicI64,
     sink: OnceLock<Weak<dyn EventSink>>,
     /// Where gap repair reads a topic's history (the store seam).
-    history: OnceLock<Arc<dyn Store>>,
+    history: Arc<dyn Store>,
     stop: CancellationToken,
 }
 
@@ -110,7 +110,8 @@ fn builder_with(url: &str, broadcast_capacity: usize) -> Result<Builder, BrokerE
 
 impl RedisBroker {
     /// Connect in the background and start the receiver and health loops.
-    pub fn start(url: &str, keys: Keys) -> Result<Arc<Self>, BrokerError> {
+    /// Gaps after a reconnect are repaired from `history` (the store seam).
+    pub fn start(url: &str, keys: Keys, history: Arc<dyn Store>) -> Result<Arc<Self>, BrokerError> {
         let subscriber = builder_with(url, SUBSCRIBER_BROADCAST_CAPACITY)?
             .build_subscriber_client()
             .map_err(|e| BrokerError::Config(e.to_string()))?;
@@ -126,7 +127,7 @@ impl RedisBroker {
             continuity: Mutex::new(Continuity::default()),
             down_since: AtomicI64::new(0),
             sink: OnceLock::new(),
-            history: OnceLock::new(),
+            history,
             stop: CancellationToken::new(),
         });
         // Subscribe to the event channels before connecting so the first
@@ -139,12 +140,6 @@ impl RedisBroker {
         tokio::spawn(Arc::clone(&broker).receive(messages));
         tokio::spawn(Arc::clone(&broker).health(reconnects, errors));
         Ok(broker)
-    }
-
-    /// Repair gaps after reconnects from this store's history. Without it
-    /// a reconnect resubscribes but cannot recover what was missed.
-    pub fn repair_from(&self, store: Arc<dyn Store>) {
-        let _ = self.history.set(store);
     }
 
     fn channels(&self) -> MutexGuard<'_, BTreeSet<String>> {
@@ -226,10 +221,7 @@ impl RedisBroker {
                 // Offset unknown: from shortly before the outage began.
                 None => format!("{}-0", (down_since - 1000).max(0)),
             };
-            let entries = match self.history.get() {
-                Some(store) => store.history_after(topic, &after, REPAIR_MAX).await,
-                None => Ok(Vec::new()),
-            };
+            let entries = self.history.history_after(topic, &after, REPAIR_MAX).await;
             let mut c = self.continuity();
             match entries {
                 Ok(entries) => {

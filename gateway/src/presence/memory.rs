@@ -32,13 +32,9 @@ impl MemoryPresence {
         }
     }
 
-    async fn publish(&self, encoded: &str) -> Result<(), StoreError> {
-        let env = Envelope::decode(encoded.as_bytes()).map_err(|e| StoreError::Corrupt {
-            key: "presence".to_owned(),
-            reason: e.to_string(),
-        })?;
+    async fn publish(&self, event: &Envelope) -> Result<(), StoreError> {
         self.broker
-            .publish(&env, None)
+            .publish(event, None)
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))
     }

@@ -32,9 +32,9 @@ pub struct Member {
     pub key: String,
     /// How long the member lives without renewal (a dead replica's members).
     pub lease_ms: u64,
-    /// The encoded online and offline envelopes of this transition.
-    pub online: String,
-    pub offline: String,
+    /// The events of this key's transitions.
+    pub online: Envelope,
+    pub offline: Envelope,
 }
 
 /// Where members live. Implementations publish the online event when a key
@@ -100,10 +100,10 @@ impl Presence {
         presence
     }
 
-    fn envelope(&self, topic: &Topic, event_type: &str, data: &RawValue) -> String {
+    fn envelope(&self, topic: &Topic, event_type: &str, data: &RawValue) -> Envelope {
         let n = self.seq.fetch_add(1, Ordering::Relaxed);
         let id = format!("presence-{}-{n}", self.replica);
-        Envelope::single(id, event_type, now_ms(), topic.clone(), data.to_owned()).encode()
+        Envelope::single(id, event_type, now_ms(), topic.clone(), data.to_owned())
     }
 
     fn member(&self, h: &Held) -> Member {

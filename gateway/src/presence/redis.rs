@@ -13,13 +13,14 @@ use herald_shared::{Envelope, Keys, now_ms};
 use super::{Member, PresenceBackend};
 use crate::store::StoreError;
 
-/// KEYS: set, channel, meta. ARGV: member, now, expiry, online, offline, offline template.
+/// KEYS: set, channel, meta. ARGV: member, now, expiry, online, offline.
+/// The offline event is also stored as the key's template for sweeps.
 const JOIN: &str = r#"
 local removed = redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
 local before = redis.call('ZCARD', KEYS[1])
 if removed > 0 and before == 0 then redis.call('PUBLISH', KEYS[2], ARGV[5]) end
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-redis.call('SET', KEYS[3], ARGV[6])
+redis.call('SET', KEYS[3], ARGV[5])
 if before == 0 then
   redis.call('PUBLISH', KEYS[2], ARGV[4])
   return 1
@@ -121,9 +122,8 @@ impl PresenceBackend for RedisPresence {
                 member.to_owned(),
                 now.to_string(),
                 (now + m.lease_ms as i64).to_string(),
-                m.online.clone(),
-                m.offline.clone(),
-                m.offline.clone(),
+                m.online.encode(),
+                m.offline.encode(),
             ];
             // Indexed first: a replica that dies right after the join must
             // still be swept (an index entry with no members is dropped).
@@ -150,7 +150,7 @@ impl PresenceBackend for RedisPresence {
         async move {
             let topic = m.topic.as_str();
             let keys = vec![self.keys.presence(topic, &m.key), self.keys.channel(topic)];
-            let args = vec![member.to_owned(), now_ms().to_string(), m.offline.clone()];
+            let args = vec![member.to_owned(), now_ms().to_string(), m.offline.encode()];
             self.client
                 .eval::<i64, _, _, _>(LEAVE, keys, args)
                 .await
