@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use herald_shared::profile::{CredentialKind, RouteProfile};
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 /// The bundled default configuration: every seed profile.
@@ -60,7 +61,7 @@ impl fmt::Debug for Secret {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Address to listen on. Default `127.0.0.1:8080`; `HERALD_LISTEN`.
@@ -76,16 +77,33 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub auth: AuthConfig,
+    /// How the file's `[[profiles]]` combine with the bundled ones.
+    #[serde(default)]
+    pub bundled_profiles: BundledProfiles,
     /// Route profiles. Absent: the bundled seed profiles.
     #[serde(default)]
     pub profiles: Option<Vec<RouteProfile>>,
+}
+
+/// What a file's `[[profiles]]` do to the bundled profiles. A file without
+/// `[[profiles]]` serves the bundled ones either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BundledProfiles {
+    /// The file's profiles are the whole set.
+    #[default]
+    Replace,
+    /// Start from the bundled profiles: an entry named like a bundled one
+    /// changes only the keys it sets (tables merge, other values replace);
+    /// an entry with a new name is added after them.
+    Extend,
 }
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 // Every field defaults, from `Default` below: the one place defaults live.
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
@@ -104,7 +122,7 @@ impl Default for RedisConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 // Every field defaults, from `Default` below: the one place defaults live.
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
@@ -152,7 +170,7 @@ impl Default for Limits {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 // Every field defaults, from `Default` below: the one place defaults live.
 #[serde(default, deny_unknown_fields)]
 pub struct ShutdownConfig {
@@ -175,7 +193,7 @@ impl Default for ShutdownConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LogFormat {
     /// Human-readable on a terminal, JSON otherwise.
@@ -185,14 +203,14 @@ pub enum LogFormat {
     Text,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     #[serde(default)]
     pub format: LogFormat,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 // Every field defaults, from `Default` below: the one place defaults live.
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
@@ -223,7 +241,7 @@ impl Default for AuthConfig {
 }
 
 /// A credential kept in the config file for embedded mode.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StoredCredential {
     /// SHA-256 of the key or token, lowercase hex (`printf %s KEY | sha256sum`).
@@ -249,10 +267,10 @@ impl Config {
                 })?;
                 Self::parse(&text, &p.display().to_string())?
             }
-            None => Self::parse(DEFAULT_CONFIG, "bundled deploy/herald.toml")?,
+            None => Self::parse(DEFAULT_CONFIG, BUNDLED)?,
         };
         if config.profiles.is_none() {
-            config.profiles = Self::parse(DEFAULT_CONFIG, "bundled deploy/herald.toml")?.profiles;
+            config.profiles = Self::parse(DEFAULT_CONFIG, BUNDLED)?.profiles;
         }
         config.apply_env(env)?;
         config.validate()?;
@@ -260,10 +278,26 @@ impl Config {
     }
 
     /// Parse TOML; the error carries the line, column and key serde saw.
+    /// With `bundled_profiles = "extend"` the file's profiles are merged over
+    /// the bundled ones first.
     pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let parse_error = |origin: &str, message: String| ConfigError::Parse {
             origin: origin.to_owned(),
-            message: e.to_string(),
+            message,
+        };
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| parse_error(origin, e.to_string()))?;
+        if table.get("bundled_profiles").and_then(toml::Value::as_str) != Some("extend") {
+            return toml::from_str(text).map_err(|e| parse_error(origin, e.to_string()));
+        }
+        let merged = extend_bundled(table).map_err(|m| parse_error(origin, m))?;
+        // Spans are lost in the merge; the message still names the key.
+        Self::deserialize(merged).map_err(|e| {
+            parse_error(
+                &format!("{origin} (merged over the bundled profiles)"),
+                e.to_string(),
+            )
         })
     }
 
@@ -448,6 +482,65 @@ impl Config {
     }
 }
 
+const BUNDLED: &str = "bundled deploy/herald.toml";
+
+/// The JSON Schema of the configuration file, derived from the types serde
+/// reads it with (`herald-gateway --config-schema`): editors validate a TOML
+/// file against it, and the docs test checks every key it lists is documented.
+pub fn schema() -> serde_json::Value {
+    serde_json::Value::from(schemars::schema_for!(Config))
+}
+
+/// The file's table with its `profiles` merged over the bundled ones, by name.
+fn extend_bundled(mut file: toml::Table) -> Result<toml::Table, String> {
+    let mut bundled: toml::Table = DEFAULT_CONFIG
+        .parse()
+        .map_err(|e: toml::de::Error| format!("{BUNDLED}: {e}"))?;
+    let mut profiles = match bundled.remove("profiles") {
+        Some(toml::Value::Array(list)) => list,
+        _ => Vec::new(),
+    };
+    let own = match file.remove("profiles") {
+        None => Vec::new(),
+        Some(toml::Value::Array(list)) => list,
+        Some(_) => return Err("profiles: must be an array of tables ([[profiles]])".to_owned()),
+    };
+    for (i, entry) in own.into_iter().enumerate() {
+        let toml::Value::Table(entry) = entry else {
+            return Err(format!("profiles[{i}]: must be a table"));
+        };
+        let Some(name) = entry.get("name").and_then(toml::Value::as_str) else {
+            return Err(format!(
+                "profiles[{i}].name: required to extend or add to the bundled profiles"
+            ));
+        };
+        let base = profiles.iter_mut().find_map(|p| match p {
+            toml::Value::Table(t) if t.get("name").and_then(toml::Value::as_str) == Some(name) => {
+                Some(t)
+            }
+            _ => None,
+        });
+        match base {
+            Some(base) => merge_table(base, entry),
+            None => profiles.push(toml::Value::Table(entry)),
+        }
+    }
+    file.insert("profiles".to_owned(), toml::Value::Array(profiles));
+    Ok(file)
+}
+
+/// Merge `over` into `base`: tables merge key by key, anything else replaces.
+fn merge_table(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge_table(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -498,6 +591,42 @@ mod tests {
         let c = Config::parse("[redis]\nurl = \"http://x\"\n", "t.toml").expect("parses");
         let e = c.validate().expect_err("bad url");
         assert!(e.to_string().contains("redis.url"), "{e}");
+    }
+
+    #[test]
+    fn extend_overrides_one_bundled_profile_and_keeps_the_others() {
+        let bundled = Config::load(None, no_env).expect("bundled");
+        let text = "bundled_profiles = \"extend\"\n\
+            [[profiles]]\nname = \"docsfy\"\n[profiles.heartbeat]\ninterval_ms = 5000\ntimeout_ms = 2000\n\
+            [[profiles]]\nname = \"extra\"\npath = \"/extra\"\n[profiles.auth]\n\
+            sources = [{ from = \"query\", name = \"t\", accept = [\"jwt\"] }]\n";
+        let c = Config::parse(text, "t.toml").expect("extends");
+        c.validate().expect("valid");
+        let names: Vec<_> = c.profiles().iter().map(|p| p.name.as_str()).collect();
+        let mut want: Vec<_> = bundled.profiles().iter().map(|p| p.name.as_str()).collect();
+        want.push("extra");
+        assert_eq!(names, want, "bundled order kept, new ones after");
+        let docsfy = &c.profiles()[0];
+        let hb = docsfy.heartbeat.as_ref().expect("heartbeat kept");
+        assert_eq!((hb.interval_ms, hb.timeout_ms), (5000, 2000), "overridden");
+        assert_eq!(hb.max_missed, 2, "keys not set keep the bundled value");
+        assert_eq!(docsfy.path, "/api/ws");
+        assert!(docsfy.snapshot.is_some(), "untouched sections kept");
+
+        let e = Config::parse(
+            "bundled_profiles = \"extend\"\n[[profiles]]\npath = \"/x\"\n",
+            "t.toml",
+        )
+        .expect_err("nameless");
+        assert!(e.to_string().contains("profiles[0].name"), "{e}");
+        let e = Config::parse(
+            "bundled_profiles = \"extend\"\n[[profiles]]\nname = \"docsfy\"\nframe = { style = \"wavy\" }\n",
+            "t.toml",
+        )
+        .expect_err("bad value in an override");
+        assert!(e.to_string().contains("wavy"), "{e}");
+        let e = Config::parse("bundled_profiles = \"merge\"\n", "t.toml").expect_err("bad mode");
+        assert!(e.to_string().contains("bundled_profiles"), "{e}");
     }
 
     #[test]

@@ -20,11 +20,24 @@ struct Args {
     /// Validate the configuration and exit.
     #[arg(long)]
     check: bool,
+    /// Print the configuration file's JSON Schema and exit.
+    #[arg(long)]
+    config_schema: bool,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.config_schema {
+        use std::io::Write;
+        // A closed pipe (`| head`) is not an error worth a panic.
+        let _ = writeln!(
+            std::io::stdout().lock(),
+            "{:#}",
+            herald_gateway::config::schema()
+        );
+        return Ok(());
+    }
     let config = Config::load(args.config.as_deref(), |k| std::env::var(k).ok())?;
     if args.check {
         println!("configuration ok: {} profile(s)", config.profiles().len());

@@ -102,7 +102,14 @@ impl Transport for WsTransport {
         let Some(frame) = reason.frame(&profile.spec) else {
             return;
         };
-        if self.socket.send(Message::Close(Some(frame))).await.is_err() {
+        // A client that stopped reading has no room for the close frame
+        // either: give up after the write timeout and drop the socket.
+        let sent = timeout(
+            self.write_timeout,
+            self.socket.send(Message::Close(Some(frame))),
+        )
+        .await;
+        if !matches!(sent, Ok(Ok(()))) {
             return;
         }
         let _ = timeout(CLOSE_GRACE, async {

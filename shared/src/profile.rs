@@ -9,10 +9,11 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// One route served by the gateway.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteProfile {
     /// Short name used in metrics labels and logs (`docsfy`).
@@ -78,7 +79,7 @@ pub struct RouteProfile {
 /// the query, or the last events on join. SSE always resumes from
 /// `Last-Event-ID`. Either way, a position older than the history window is
 /// reported with a `gap_type` frame instead of silently skipping events.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResumeSpec {
     /// Query parameter holding the offset of the last event the client saw.
@@ -99,7 +100,7 @@ fn default_gap_type() -> String {
     "herald.gap".to_owned()
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceSpec {
     pub topic: String,
@@ -116,7 +117,7 @@ fn default_forbidden_close() -> u16 {
     4403
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SseSpec {
     /// Interval of `:` keep-alive comments.
@@ -131,7 +132,7 @@ fn default_keep_alive() -> u64 {
 /// Client frames of these types go to the Redis stream `stream`, as
 /// `{source, sub, received_ms, frame}`; anything else is answered with an
 /// error frame and never forwarded.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamSpec {
     /// Stream name (`herald:upstream:{NAME}`).
@@ -153,7 +154,7 @@ fn default_upstream_max() -> usize {
 /// Cluster-wide presence of a key (an agent): exactly one online event when
 /// its first connection on any replica opens, one offline event when its
 /// last one closes or the replica holding it dies (after `lease_ms`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PresenceSpec {
     /// Topic template of the audience (`org:{org}`).
@@ -179,7 +180,7 @@ fn default_presence_key() -> String {
 }
 
 /// Client-chosen channels: a channel name maps to a topic through a template.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelSpec {
     /// Field of the subscribe/unsubscribe frame holding the channel name.
@@ -207,7 +208,7 @@ fn default_max_channel_len() -> usize {
 }
 
 /// A small server reply frame: `{"type": event_type, timestamp_field: now}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AckSpec {
     pub event_type: String,
@@ -218,7 +219,7 @@ pub struct AckSpec {
 }
 
 /// One live connection per key, cluster-wide, held as a lease the replica renews.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExclusiveSpec {
     /// Template of the key (`{path.client_id}`).
@@ -243,7 +244,7 @@ fn default_conflict_close() -> u16 {
 /// carry code and message in the data field). Codes: `unauthorized`,
 /// `forbidden`, `not_found`, `rate_limited`, `internal_error`, `bad_request`,
 /// `conflict`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ErrorFrameSpec {
     #[serde(default = "default_error_type")]
@@ -291,7 +292,7 @@ fn default_message_field() -> String {
 }
 
 /// Where credentials are read from, in order; the first source present decides.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSpec {
     #[serde(default)]
@@ -324,7 +325,7 @@ fn default_auth_reason() -> String {
 }
 
 /// One place a credential may be found.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSource {
     pub from: AuthLocation,
@@ -334,7 +335,7 @@ pub struct AuthSource {
     pub accept: Vec<CredentialKind>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthLocation {
     Query,
@@ -347,7 +348,7 @@ pub enum AuthLocation {
     FirstMessage,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CredentialKind {
     /// HS256 JWT signed with `HERALD_JWT_SECRET`.
@@ -361,7 +362,7 @@ pub enum CredentialKind {
 }
 
 /// How events and server frames are laid out on the wire.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FrameSpec {
     pub style: FrameStyle,
@@ -402,7 +403,7 @@ fn default_data_field() -> String {
     "data".to_owned()
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FrameStyle {
     /// `{"type": T, ...data}`: the payload's fields beside the type (docsfy).
@@ -411,7 +412,7 @@ pub enum FrameStyle {
     Nested,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TimestampFormat {
     /// `2026-11-23T15:04:05Z`.
@@ -424,7 +425,7 @@ pub enum TimestampFormat {
 }
 
 /// Server-initiated application-level heartbeat.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatSpec {
     /// Time between pings.
@@ -457,7 +458,7 @@ fn default_heartbeat_reason() -> String {
 }
 
 /// A full-state frame sent on connect and after chosen events.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SnapshotSpec {
     /// `type` of the snapshot frame (`sync`).
@@ -477,7 +478,7 @@ fn empty_object() -> serde_json::Value {
 }
 
 /// What a client frame means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Command {
     /// Answers a heartbeat ping.
@@ -490,7 +491,7 @@ pub enum Command {
     Heartbeat,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum UnknownFrame {
     /// Drop it silently (docsfy: "Client messages other than valid JSON pong are ignored").
@@ -501,7 +502,7 @@ pub enum UnknownFrame {
 }
 
 /// Close codes for the gateway's own reasons.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CloseSpec {
     /// Sent to every socket when the replica shuts down.

@@ -103,6 +103,26 @@ impl SseClient {
     }
 }
 
+impl SseClient {
+    /// Read until the server ends the stream; returns the events before the end.
+    pub async fn until_ended(&mut self) -> Result<Vec<SseEvent>> {
+        let mut seen = Vec::new();
+        loop {
+            let next = tokio::time::timeout(EVENT_TIMEOUT, self.events.next())
+                .await
+                .map_err(|_| anyhow!("stream not ended within {EVENT_TIMEOUT:?}; saw {seen:?}"))?;
+            match next {
+                Some(Ok(e)) => seen.push(SseEvent {
+                    id: e.id,
+                    event: e.event,
+                    data: e.data,
+                }),
+                Some(Err(_)) | None => return Ok(seen),
+            }
+        }
+    }
+}
+
 impl SseResponse {
     pub fn stream(self) -> Result<SseClient> {
         match self {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use herald_publisher::{Principal, Publisher, Topic};
-use herald_tests::{Cluster, RedisServer, WsClient};
+use herald_tests::{Closed, Cluster, RedisServer, WsClient};
 use serde_json::json;
 
 const EVENTS: u64 = 150;
@@ -166,6 +166,22 @@ async fn a_client_that_never_reads_is_closed_and_the_others_keep_up() -> Result<
         })
     })
     .await?;
+    // What the slow client sees when it reads again: the events its socket
+    // buffers held, in order from the first, then the end: a 1013 close
+    // frame when there was room for it, otherwise none (clients say 1006).
+    let (frames, closed) = slow.until_closed().await?;
+    for (want, frame) in frames.iter().enumerate() {
+        assert_eq!(frame["seq"], want, "buffered events in order, none skipped");
+    }
+    assert!(
+        frames.len() < BIG as usize,
+        "the backlog was cut: {} of {BIG}",
+        frames.len()
+    );
+    assert!(
+        matches!(closed, Closed::Abrupt) || closed.code() == Some(1013),
+        "{closed:?}"
+    );
     // Memory stayed bounded: the slow client's backlog was dropped, not kept.
     let status = std::fs::read_to_string(format!("/proc/{}/status", c.gw(0).pid().unwrap_or(0)))?;
     let rss_kib: u64 = status

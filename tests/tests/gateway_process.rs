@@ -45,6 +45,39 @@ async fn embedded_mode_reads_hashed_api_keys_from_the_config_file() -> Result<()
     Ok(())
 }
 
+#[tokio::test]
+async fn one_bundled_profile_is_overridden_by_name_and_the_others_kept() -> Result<()> {
+    // docsfy moved and its snapshot renamed; every other bundled route untouched.
+    let config = "bundled_profiles = \"extend\"\n\
+        [[profiles]]\nname = \"docsfy\"\npath = \"/docsfy/ws\"\n\
+        [profiles.snapshot]\nevent_type = \"hello\"\n";
+    let gw = Gateway::start(GatewayOptions {
+        config: Some(config.to_owned()),
+        ..Default::default()
+    })
+    .await?;
+    let mut moved = WsClient::connect(&gw.ws_url(&format!("/docsfy/ws?token={ADMIN_KEY}"))).await?;
+    assert_eq!(
+        moved.next_json().await?,
+        json!({"type": "hello", "projects": [], "known_models": {}, "known_branches": {}}),
+        "the override's keys, the bundled `empty` snapshot"
+    );
+    assert_eq!(gw.get("/api/ws").await?.0, 404, "the old path is gone");
+    let token = jwt("root", None, &["admin"], unix_now() + 600);
+    let mut kubegen = WsClient::connect(&gw.ws_url(&format!("/v1/ws?token={token}"))).await?;
+    kubegen
+        .send_json(&json!({"type": "subscribe", "channel": "project.p1"}))
+        .await?;
+    kubegen.send_json(&json!({"type": "unsubscribe"})).await?;
+    let refused = kubegen.next_json().await?;
+    assert_eq!(
+        (refused["type"].as_str(), refused["data"]["code"].as_str()),
+        (Some("error"), Some("bad_request")),
+        "kubegen is still served with its bundled frames: {refused}"
+    );
+    Ok(())
+}
+
 async fn check(config: &str, env: &[(&str, &str)]) -> Result<(bool, String)> {
     let path = scratch_dir("check").join("herald.toml");
     std::fs::write(&path, config)?;

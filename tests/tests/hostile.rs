@@ -292,6 +292,63 @@ async fn sigterm_spreads_closes_over_the_drain_window() -> Result<()> {
 }
 
 #[tokio::test]
+async fn sigterm_spreads_sse_stream_ends_over_the_drain_window() -> Result<()> {
+    use herald_tests::{Gateway, GatewayOptions, SseClient};
+    const DRAIN_MS: u64 = 3000;
+    let mut gw = Gateway::start(GatewayOptions {
+        env: vec![("HERALD_DRAIN_MS".into(), DRAIN_MS.to_string())],
+        ..Default::default()
+    })
+    .await?;
+    let auth = format!("Bearer {}", jwt("viewer", None, &[], unix_now() + 600));
+    let mut streams = Vec::new();
+    for _ in 0..12 {
+        let stream = SseClient::connect(
+            &gw.addr,
+            "/api/v1/dashboard/stream",
+            &[("Authorization", &auth)],
+        )
+        .await?
+        .stream()?;
+        streams.push(stream);
+    }
+    let start = tokio::time::Instant::now();
+    gw.signal("TERM").await?;
+    let ends: Vec<_> = streams
+        .into_iter()
+        .map(|mut sse| {
+            tokio::spawn(async move {
+                let events = sse.until_ended().await?;
+                anyhow::Ok((events, start.elapsed()))
+            })
+        })
+        .collect();
+    let mut times = Vec::new();
+    for h in ends {
+        let (events, at) = h.await??;
+        assert!(events.is_empty(), "no event was published: {events:?}");
+        times.push(at);
+    }
+    times.sort();
+    let drain = std::time::Duration::from_millis(DRAIN_MS);
+    let spread = times[times.len() - 1] - times[0];
+    assert!(
+        spread > drain / 10,
+        "SSE ends spread over the window like WebSocket closes: {spread:?} ({times:?})"
+    );
+    assert!(
+        times[times.len() - 1] < 2 * drain,
+        "last end {:?} after the signal",
+        times[times.len() - 1]
+    );
+    assert_eq!(
+        gw.wait_exit(std::time::Duration::from_secs(10)).await?,
+        Some(0)
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn api_keys_and_session_tokens_are_stored_only_hashed() -> Result<()> {
     let c = Cluster::start(1, None).await?;
     c.publisher

@@ -64,9 +64,80 @@ async fn workflow_run_stream_delivers_the_documented_messages() -> Result<()> {
             )
             .await?;
     }
+    let mut offsets = Vec::new();
     for m in &messages {
-        assert_eq!(&ws.next_json().await?, m);
+        let (frame, offset) = split_offset(ws.next_json().await?)?;
+        assert_eq!(&frame, m, "the documented frame, plus its offset");
+        offsets.push(offset);
     }
+    offsets.dedup();
+    assert_eq!(offsets.len(), messages.len(), "one offset per event");
+    Ok(())
+}
+
+/// A Stella Ops event frame without its `offset` (the resume position the
+/// bundled profiles add), and that offset.
+fn split_offset(mut frame: Value) -> Result<(Value, String)> {
+    let offset = frame
+        .as_object_mut()
+        .and_then(|o| o.remove("offset"))
+        .and_then(|o| o.as_str().map(str::to_owned))
+        .ok_or_else(|| anyhow::anyhow!("no string offset in {frame}"))?;
+    Ok((frame, offset))
+}
+
+#[tokio::test]
+async fn a_websocket_client_resumes_on_the_other_replica_after_its_replica_dies() -> Result<()> {
+    let mut c = Cluster::start(2, None).await?;
+    let run = registered(&c, "workflow-run", "run-kill").await?;
+    let topic = "res:workflow-run:run-kill";
+    let url = |c: &Cluster, replica: usize, since: &str| {
+        c.gw(replica).ws_url(&format!(
+            "/api/v1/workflow-runs/run-kill/stream?token={}{since}",
+            ops_token()
+        ))
+    };
+    let log = |n: u64| json!({"nodeId": "deploy", "line": format!("line {n}"), "level": "info"});
+    let publisher = c.publisher.clone();
+    let publish = |n: u64| {
+        let (run, publisher) = (run.clone(), publisher.clone());
+        async move {
+            publisher
+                .publish(std::slice::from_ref(&run), "step_log", &log(n))
+                .await
+        }
+    };
+    let mut ws = WsClient::connect(&url(&c, 0, "")).await?;
+    c.subscribers_become(topic, 1).await?;
+    let mut last = String::new();
+    for n in 0..5 {
+        publish(n).await?;
+        let (frame, offset) = split_offset(ws.next_json().await?)?;
+        assert_eq!(frame["line"], format!("line {n}"));
+        last = offset;
+    }
+    c.gateways[0].kill().await?;
+    let (after, closed) = ws.until_closed().await?;
+    assert_eq!(closed, Closed::Abrupt, "a killed replica sends no close");
+    assert!(after.is_empty(), "nothing after the last read: {after:?}");
+    for n in 5..10 {
+        publish(n).await?;
+    }
+    let mut resumed = WsClient::connect(&url(&c, 1, &format!("&since={last}"))).await?;
+    for n in 5..10 {
+        let (frame, offset) = split_offset(resumed.next_json().await?)?;
+        assert_eq!(
+            frame["line"],
+            format!("line {n}"),
+            "missed events, in order"
+        );
+        assert_ne!(offset, last);
+        last = offset;
+    }
+    c.subscribers_become(topic, 1).await?;
+    publish(10).await?;
+    let (frame, _) = split_offset(resumed.next_json().await?)?;
+    assert_eq!(frame["line"], "line 10", "then live, nothing repeated");
     Ok(())
 }
 
@@ -135,9 +206,10 @@ async fn a_token_expiring_mid_stream_gets_unauthorized_and_the_close() -> Result
     let step = json!({"nodeId": "deploy", "line": "before expiry"});
     c.publisher.publish(&[run], "step_log", &step).await?;
     let (frames, closed) = ws.until_closed().await?;
+    let first = frames.first().cloned().unwrap_or_default();
     assert_eq!(
-        frames.first(),
-        Some(&json!({"type": "step_log", "nodeId": "deploy", "line": "before expiry"})),
+        split_offset(first)?.0,
+        json!({"type": "step_log", "nodeId": "deploy", "line": "before expiry"}),
         "the stream was open before the token expired: {frames:?}"
     );
     assert_eq!(frames.len(), 2, "{frames:?}");
@@ -253,6 +325,7 @@ mod sse {
         );
         let mut expected = metric(1);
         expected["type"] = json!("metric_update");
+        expected["offset"] = json!(e1.id);
         assert_eq!(
             serde_json::from_str::<Value>(&e1.data)?,
             expected,
