@@ -27,6 +27,7 @@ pub mod env {
     pub const LOG_FORMAT: &str = "HERALD_LOG_FORMAT";
     pub const DRAIN_MS: &str = "HERALD_DRAIN_MS";
     pub const UNREADY_MS: &str = "HERALD_UNREADY_MS";
+    pub const API_KEY: &str = "HERALD_API_KEY";
 }
 
 /// Why the configuration was refused.
@@ -53,6 +54,23 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// A fresh random secret: 32 bytes, hex.
+    fn generate() -> Self {
+        Self(format!(
+            "{:032x}{:032x}",
+            rand::random::<u128>(),
+            rand::random::<u128>()
+        ))
+    }
+}
+
+/// Secrets generated for a development run (see [`Config::development_mode`]).
+#[derive(Debug, Clone)]
+pub struct DevelopmentSecrets {
+    pub admin_key: Secret,
+    pub jwt_secret: Secret,
+    pub api_key: Secret,
 }
 
 impl fmt::Debug for Secret {
@@ -77,6 +95,8 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub auth: AuthConfig,
+    #[serde(default)]
+    pub api: ApiConfig,
     /// How the file's `[[profiles]]` combine with the bundled ones.
     #[serde(default)]
     pub bundled_profiles: BundledProfiles,
@@ -240,6 +260,65 @@ impl Default for AuthConfig {
     }
 }
 
+/// The server API (`docs/api.md`): publishing and administration over
+/// HTTP for backends that cannot use `herald-publisher`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+// Every field defaults, from `Default` below: the one place defaults live.
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Serve the API on the main listener. Default true; without a key
+    /// (`HERALD_API_KEY` or `api.keys`) every request is refused.
+    pub enabled: bool,
+    /// Path prefix of every endpoint. Default `/herald/v1`.
+    pub prefix: String,
+    /// Largest request body, in bytes. Default 1 MiB.
+    pub max_body_bytes: usize,
+    /// Most events in one batch publish. Default 1000.
+    pub max_batch: usize,
+    /// How long an idempotency key is remembered. Default one day.
+    pub idempotency_ttl_ms: u64,
+    /// Keys for backends, stored as SHA-256, each with its capabilities.
+    pub keys: Vec<ApiKeyConfig>,
+    /// `HERALD_API_KEY`: the operator key, every capability. Environment only.
+    #[serde(skip)]
+    pub operator_key: Option<Secret>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            prefix: "/herald/v1".to_owned(),
+            max_body_bytes: 1024 * 1024,
+            max_batch: 1000,
+            idempotency_ttl_ms: 86_400_000,
+            keys: Vec::new(),
+            operator_key: None,
+        }
+    }
+}
+
+/// A backend's key for the server API.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// SHA-256 of the key, lowercase hex (`printf %s KEY | sha256sum`).
+    pub sha256: String,
+    /// What the key may do: `publish` (publish, snapshots, resync) and/or
+    /// `admin` (everything).
+    pub capabilities: Vec<Capability>,
+}
+
+/// What a server-API key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Capability {
+    /// Publish events, set snapshots, ask for a resync.
+    Publish,
+    /// Everything, including credentials, grants, disconnects and listings.
+    Admin,
+}
+
 /// A credential kept in the config file for embedded mode.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -341,6 +420,7 @@ impl Config {
         }
         self.auth.jwt_secret = env(env::JWT_SECRET).filter(|s| !s.is_empty()).map(Secret);
         self.auth.admin_key = env(env::ADMIN_KEY).filter(|s| !s.is_empty()).map(Secret);
+        self.api.operator_key = env(env::API_KEY).filter(|s| !s.is_empty()).map(Secret);
         Ok(())
     }
 
@@ -405,12 +485,7 @@ impl Config {
             ("sessions", &self.auth.sessions),
         ] {
             for (i, c) in list.iter().enumerate() {
-                if c.sha256.len() != 64
-                    || !c
-                        .sha256
-                        .bytes()
-                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-                {
+                if !is_sha256_hex(&c.sha256) {
                     return invalid(
                         &format!("auth.{field}[{i}].sha256"),
                         "must be 64 lowercase hex digits".to_owned(),
@@ -422,6 +497,41 @@ impl Config {
                         "must not be empty".to_owned(),
                     );
                 }
+            }
+        }
+        let prefix = &self.api.prefix;
+        if !prefix.starts_with('/') || prefix.ends_with('/') || prefix.contains(['{', '}', '*']) {
+            return invalid(
+                "api.prefix",
+                format!(
+                    "`{prefix}` must start with `/`, not end with one, and hold no `{{`, `}}` or `*`"
+                ),
+            );
+        }
+        if self.api.max_body_bytes < 1024 {
+            return invalid("api.max_body_bytes", "must be at least 1024".to_owned());
+        }
+        if self.api.max_batch == 0 {
+            return invalid("api.max_batch", "must be at least 1".to_owned());
+        }
+        if self.api.idempotency_ttl_ms == 0 {
+            return invalid(
+                "api.idempotency_ttl_ms",
+                "must be greater than zero".to_owned(),
+            );
+        }
+        for (i, k) in self.api.keys.iter().enumerate() {
+            if !is_sha256_hex(&k.sha256) {
+                return invalid(
+                    &format!("api.keys[{i}].sha256"),
+                    "must be 64 lowercase hex digits".to_owned(),
+                );
+            }
+            if k.capabilities.is_empty() {
+                return invalid(
+                    &format!("api.keys[{i}].capabilities"),
+                    "must list `publish` and/or `admin`".to_owned(),
+                );
             }
         }
         let profiles = self.profiles();
@@ -436,10 +546,12 @@ impl Config {
                 key: e.key,
                 reason: e.reason,
             })?;
-            if matches!(p.path.as_str(), "/healthz" | "/readyz" | "/metrics") {
+            let under_api = self.api.enabled
+                && (p.path == *prefix || p.path.starts_with(&format!("{prefix}/")));
+            if matches!(p.path.as_str(), "/healthz" | "/readyz" | "/metrics") || under_api {
                 return invalid(
                     &format!("profiles[{i}].path"),
-                    format!("`{}` is reserved", p.path),
+                    format!("`{}` is reserved (health, metrics or api.prefix)", p.path),
                 );
             }
             if let Some(j) = profiles[..i]
@@ -453,6 +565,34 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// A first run that works on its own: with the embedded broker, a
+    /// loopback address and no credential of any kind configured, generate
+    /// the admin key, the JWT secret and the server-API key for this run.
+    /// In every other case (Redis configured, a reachable address, any
+    /// secret or stored key set) nothing is generated.
+    pub fn development_mode(&mut self) -> Option<DevelopmentSecrets> {
+        let unconfigured = self.redis.url.is_empty()
+            && self.listen.ip().is_loopback()
+            && self.auth.admin_key.is_none()
+            && self.auth.jwt_secret.is_none()
+            && self.auth.api_keys.is_empty()
+            && self.auth.sessions.is_empty()
+            && self.api.operator_key.is_none()
+            && self.api.keys.is_empty();
+        if !unconfigured {
+            return None;
+        }
+        let secrets = DevelopmentSecrets {
+            admin_key: Secret::generate(),
+            jwt_secret: Secret::generate(),
+            api_key: Secret::generate(),
+        };
+        self.auth.admin_key = Some(secrets.admin_key.clone());
+        self.auth.jwt_secret = Some(secrets.jwt_secret.clone());
+        self.api.operator_key = Some(secrets.api_key.clone());
+        Some(secrets)
     }
 
     pub fn profiles(&self) -> &[RouteProfile] {
@@ -483,6 +623,12 @@ impl Config {
 }
 
 const BUNDLED: &str = "bundled deploy/herald.toml";
+
+fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
 
 /// The JSON Schema of the configuration file, derived from the types serde
 /// reads it with (`herald-gateway --config-schema`): editors validate a TOML
@@ -627,6 +773,28 @@ mod tests {
         assert!(e.to_string().contains("wavy"), "{e}");
         let e = Config::parse("bundled_profiles = \"merge\"\n", "t.toml").expect_err("bad mode");
         assert!(e.to_string().contains("bundled_profiles"), "{e}");
+    }
+
+    #[test]
+    fn development_secrets_only_for_an_unconfigured_loopback_embedded_run() {
+        let mut c = Config::load(None, no_env).expect("bundled");
+        let dev = c.development_mode().expect("bare run is development mode");
+        assert_eq!(c.auth.admin_key.as_ref(), Some(&dev.admin_key));
+        assert_eq!(dev.api_key.expose().len(), 64);
+        assert_ne!(dev.api_key, dev.admin_key);
+        assert!(c.development_mode().is_none(), "generated once");
+        let with =
+            |k: &'static str, v: &'static str| move |key: &str| (key == k).then(|| v.to_owned());
+        for env in [
+            with(env::REDIS_URL, "redis://127.0.0.1:1"),
+            with(env::LISTEN, "0.0.0.0:8080"),
+            with(env::ADMIN_KEY, "k"),
+            with(env::JWT_SECRET, "s"),
+            with(env::API_KEY, "a"),
+        ] {
+            let mut c = Config::load(None, env).expect("valid");
+            assert!(c.development_mode().is_none(), "{c:?}");
+        }
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! - [`server`]: the accept loop (request-head timeout, TCP keepalive, drain tracking).
 //! - [`router`]: the HTTP surface; [`route`]: one handler per profile (address
 //!   caps from [`limits`], `Origin`, authentication with [`auth`]) that picks a transport.
+//! - [`api`]: the server API for backends (publish, snapshots, resync,
+//!   listings) under `api.prefix`, over the same seams.
 //! - [`ws`], [`sse`]: transports, thin adapters that move a session's frames.
 //! - [`conn`]: the session, written once for every transport: admission,
 //!   lease, presence, topics, snapshot, replay, live events, commands,
@@ -22,6 +24,7 @@
 //!
 //! [`run`] wires them and is the one entry point for `main` and tests.
 
+pub mod api;
 pub mod auth;
 pub mod backends;
 pub mod broker;
@@ -116,6 +119,7 @@ pub async fn run(
     let presence = Presence::start(presence, replica_id.clone(), presence_every);
     let state = Arc::new(AppState {
         auth: Authenticator::new(&config.auth, Arc::clone(&store)),
+        api_keys: api::ApiKeys::from_config(&config.api),
         shutdown: Shutdown::new(Duration::from_millis(config.shutdown.drain_ms)),
         leases,
         limits: ConnectionLimits::new(

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use herald_gateway::config::{Config, LogFormat};
+use herald_gateway::config::{Config, DevelopmentSecrets, LogFormat};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -38,7 +38,7 @@ async fn main() -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let config = Config::load(args.config.as_deref(), |k| std::env::var(k).ok())?;
+    let mut config = Config::load(args.config.as_deref(), |k| std::env::var(k).ok())?;
     if args.check {
         println!("configuration ok: {} profile(s)", config.profiles().len());
         return Ok(());
@@ -49,6 +49,10 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     let signal = herald_gateway::shutdown::signal().context("cannot install signal handlers")?;
+    if let Some(dev) = config.development_mode() {
+        tracing::warn!("DEVELOPMENT MODE: credentials generated for this run only");
+        println!("{}", development_banner(&dev, addr, &config.api.prefix));
+    }
     // One stable line on stdout, so supervisors and tests learn the bound port.
     println!("herald-gateway listening on {addr}");
     tracing::info!(%addr, profiles = config.profiles().len(), "listening");
@@ -81,4 +85,31 @@ fn init_tracing(format: LogFormat) {
             )
             .init();
     }
+}
+
+/// What a first run prints: the generated secrets and two commands to paste.
+fn development_banner(
+    dev: &DevelopmentSecrets,
+    addr: std::net::SocketAddr,
+    prefix: &str,
+) -> String {
+    let (admin, jwt, api) = (
+        dev.admin_key.expose(),
+        dev.jwt_secret.expose(),
+        dev.api_key.expose(),
+    );
+    format!(
+        "\
+*** DEVELOPMENT MODE: embedded broker on a loopback address and no credentials configured.
+*** Generated for this run only (set any secret, a Redis URL or a non-loopback address and nothing is generated):
+HERALD_ADMIN_KEY={admin}
+HERALD_JWT_SECRET={jwt}
+HERALD_API_KEY={api}
+Connect a client (docsfy's API, as the admin user):
+  websocat 'ws://{addr}/api/ws?token={admin}'
+Publish to it:
+  curl -sS -H 'Authorization: Bearer {api}' -H 'Content-Type: application/json' \\
+    -d '{{\"to\":[\"user:admin\"],\"type\":\"progress\",\"data\":{{\"step\":1}}}}' http://{addr}{prefix}/publish
+  heraldctl --http http://{addr}{prefix} --api-key {api} publish --to user:admin --type progress --data '{{\"step\":1}}'"
+    )
 }

@@ -5,6 +5,8 @@
 //! Per-route handles used on the hot path are resolved once, in
 //! [`RouteMetrics::new`].
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use metrics::{
@@ -96,7 +98,9 @@ pub async fn upkeep(handle: PrometheusHandle) {
 #[derive(Debug, Clone)]
 pub struct RouteMetrics {
     route: String,
-    pub connections: Gauge,
+    connections: Gauge,
+    /// The gauge's value, readable (the server API lists it).
+    open: Arc<AtomicUsize>,
     pub opened: Counter,
     pub delivered: Counter,
     pub lag: Histogram,
@@ -107,10 +111,26 @@ impl RouteMetrics {
         Self {
             route: route.to_owned(),
             connections: gauge!(CONNECTIONS, "route" => route.to_owned()),
+            open: Arc::default(),
             opened: counter!(OPENED, "route" => route.to_owned()),
             delivered: counter!(DELIVERED, "route" => route.to_owned()),
             lag: histogram!(LAG),
         }
+    }
+
+    pub fn connection_opened(&self) {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        self.connections.increment(1.0);
+    }
+
+    pub fn connection_ended(&self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+        self.connections.decrement(1.0);
+    }
+
+    /// Connections open on this route now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
     }
 
     pub fn closed(&self, reason: &'static str) {

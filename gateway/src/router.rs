@@ -1,5 +1,6 @@
-//! The HTTP surface: one route per profile (see [`crate::route`]), health,
-//! readiness and metrics.
+//! The HTTP surface: one route per profile (see [`crate::route`]), the
+//! server API under `api.prefix` (see [`crate::api`]), health, readiness and
+//! metrics.
 
 use std::sync::Arc;
 
@@ -35,6 +36,9 @@ pub fn router(state: Arc<AppState>) -> Router {
                 )
             }),
         );
+    }
+    if state.config.api.enabled {
+        router = router.nest(&state.config.api.prefix, crate::api::router(&state));
     }
     router.with_state(state)
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::api::ApiKeys;
 use crate::auth::Authenticator;
 use crate::broker::Broker;
 use crate::config::Config;
@@ -23,6 +24,8 @@ pub struct AppState {
     pub broker: Arc<dyn Broker>,
     pub store: Arc<dyn Store>,
     pub auth: Authenticator,
+    /// Keys of the server API (`api`), by SHA-256.
+    pub api_keys: ApiKeys,
     pub shutdown: Shutdown,
     pub leases: Arc<Leases>,
     pub limits: ConnectionLimits,

@@ -28,11 +28,15 @@ use herald_shared::{Envelope, Keys, hash_secret, now_ms};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+#[cfg(feature = "http")]
+mod http;
 mod upstream;
 
 pub use herald_shared::history::HistoryPolicy;
 pub use herald_shared::topic::TopicKind;
 pub use herald_shared::{Principal, Topic, TopicError};
+#[cfg(feature = "http")]
+pub use http::{HttpError, HttpPublisher, Published};
 pub use upstream::UpstreamMessage;
 
 /// Event type of in-flight progress updates.

@@ -101,6 +101,12 @@ impl Keys {
     pub fn session(&self, token_hash: &str) -> String {
         format!("{}:session:{token_hash}", self.prefix)
     }
+
+    /// What a publish with an idempotency key produced (the event id), kept
+    /// for the key's lifetime, by the key's SHA-256 (hex).
+    pub fn idempotency(&self, key_hash: &str) -> String {
+        format!("{}:idem:{key_hash}", self.prefix)
+    }
 }
 
 #[cfg(test)]

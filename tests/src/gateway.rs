@@ -12,7 +12,7 @@ use tokio::io::BufReader;
 use tokio::process::{Child, Command};
 
 use crate::http::http_get;
-use crate::process::{drain, scratch_dir, wait_for_line};
+use crate::process::{drain, lines_until, scratch_dir};
 use crate::tokens::{ADMIN_KEY, JWT_SECRET};
 use crate::wait::wait_until;
 
@@ -178,6 +178,9 @@ pub struct Gateway {
     child: Child,
     pub addr: String,
     pub log: PathBuf,
+    /// What the gateway printed on stdout before its listening line (the
+    /// development-mode banner).
+    pub banner: Vec<String>,
 }
 
 impl Gateway {
@@ -215,7 +218,7 @@ impl Gateway {
             .context("spawn herald-gateway")?;
         let stdout = child.stdout.take().context("gateway stdout")?;
         let mut reader = BufReader::new(stdout);
-        let line = wait_for_line(&mut reader, "listening on")
+        let (banner, line) = lines_until(&mut reader, "listening on")
             .await
             .map_err(|e| {
                 anyhow!(
@@ -225,7 +228,12 @@ impl Gateway {
             })?;
         let addr = line.rsplit(' ').next().context("address")?.to_owned();
         drain(reader);
-        Ok(Self { child, addr, log })
+        Ok(Self {
+            child,
+            addr,
+            log,
+            banner,
+        })
     }
 
     pub fn ws_url(&self, path_and_query: &str) -> String {

@@ -35,6 +35,15 @@ pub(crate) async fn wait_for_line<R: tokio::io::AsyncRead + Unpin>(
     reader: &mut BufReader<R>,
     needle: &str,
 ) -> Result<String> {
+    Ok(lines_until(reader, needle).await?.1)
+}
+
+/// The lines printed before the first one containing `needle`, and that line.
+pub(crate) async fn lines_until<R: tokio::io::AsyncRead + Unpin>(
+    reader: &mut BufReader<R>,
+    needle: &str,
+) -> Result<(Vec<String>, String)> {
+    let mut before = Vec::new();
     let mut line = String::new();
     tokio::time::timeout(EVENT_TIMEOUT, async {
         loop {
@@ -43,8 +52,9 @@ pub(crate) async fn wait_for_line<R: tokio::io::AsyncRead + Unpin>(
                 bail!("process exited before printing `{needle}`");
             }
             if line.contains(needle) {
-                return Ok(line.trim().to_owned());
+                return Ok((before, line.trim().to_owned()));
             }
+            before.push(line.trim_end().to_owned());
         }
     })
     .await

@@ -26,6 +26,86 @@ async fn bare_binary_serves_docsfy_with_the_embedded_broker() -> Result<()> {
 }
 
 #[tokio::test]
+async fn a_first_run_prints_development_credentials_that_work_end_to_end() -> Result<()> {
+    // No config, no Redis, no secret: development mode.
+    let gw = Gateway::start(GatewayOptions {
+        no_secrets: true,
+        ..Default::default()
+    })
+    .await?;
+    let banner = gw.banner.join("\n");
+    assert!(banner.contains("DEVELOPMENT MODE"), "{banner}");
+    let value = |name: &str| {
+        gw.banner
+            .iter()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow::anyhow!("no {name} in {banner}"))
+    };
+    let (admin, api_key) = (value("HERALD_ADMIN_KEY")?, value("HERALD_API_KEY")?);
+    assert!(
+        !gw.log_text().contains(&admin) && !gw.log_text().contains(&api_key),
+        "secrets are printed once on stdout, never logged"
+    );
+    // The printed client command's URL, and the printed heraldctl command.
+    let client_url = gw
+        .banner
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("websocat '"))
+        .and_then(|l| l.strip_suffix('\''))
+        .ok_or_else(|| anyhow::anyhow!("no client command in {banner}"))?;
+    let mut ws = WsClient::connect(client_url).await?;
+    assert_eq!(ws.next_json().await?["type"], "sync");
+    let heraldctl_line = gw
+        .banner
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("heraldctl "))
+        .ok_or_else(|| anyhow::anyhow!("no heraldctl command in {banner}"))?;
+    // Run it as printed (its quoted JSON is the last argument).
+    let (flags, data) = heraldctl_line
+        .split_once(" --data '")
+        .ok_or_else(|| anyhow::anyhow!("unexpected command {heraldctl_line}"))?;
+    let out = tokio::process::Command::new(gateway_binary().with_file_name("heraldctl"))
+        .env_clear()
+        .args(flags.split_whitespace())
+        .args(["--data", data.trim_end_matches('\'')])
+        .output()
+        .await?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        ws.next_json().await?,
+        json!({"type": "progress", "step": 1})
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn configured_runs_generate_nothing() -> Result<()> {
+    let with_a_secret = Gateway::start(GatewayOptions {
+        no_secrets: true,
+        env: vec![("HERALD_JWT_SECRET".into(), "s".into())],
+        ..Default::default()
+    })
+    .await?;
+    assert!(
+        with_a_secret.banner.is_empty(),
+        "{:?}",
+        with_a_secret.banner
+    );
+    let mut ws = WsClient::connect(&with_a_secret.ws_url("/api/ws?token=anything")).await?;
+    assert_eq!(
+        ws.until_closed().await?.1.code(),
+        Some(1008),
+        "no admin key exists"
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn embedded_mode_reads_hashed_api_keys_from_the_config_file() -> Result<()> {
     let hash = herald_shared::hash_secret("embedded-key");
     let config = format!("[auth]\n[[auth.api_keys]]\nsha256 = \"{hash}\"\nsub = \"alice\"\n");

@@ -57,6 +57,36 @@ async fn conformance(store: Arc<dyn Store>) -> Result<()> {
     store.lease_release("client-1", "h1").await?;
     assert!(store.lease_acquire("client-1", "h2", 60_000).await?);
     store.lease_release("client-1", "h2").await?;
+
+    // Snapshots written through the store are what it reads back.
+    store.set_snapshot("user:snap", r#"{"a":1}"#).await?;
+    assert_eq!(
+        store.snapshot("user:snap").await?.as_deref(),
+        Some(r#"{"a":1}"#)
+    );
+    store.set_snapshot("user:snap", "[]").await?;
+    assert_eq!(store.snapshot("user:snap").await?.as_deref(), Some("[]"));
+
+    // Idempotency keys: the first value wins until released by its owner or
+    // expired.
+    assert_eq!(store.claim_once("idem-1", "id-a", 60_000).await?, None);
+    assert_eq!(
+        store.claim_once("idem-1", "id-b", 60_000).await?.as_deref(),
+        Some("id-a")
+    );
+    store.release_claim("idem-1", "id-b").await?;
+    assert_eq!(
+        store.claim_once("idem-1", "id-c", 60_000).await?.as_deref(),
+        Some("id-a"),
+        "released only by the value that holds it"
+    );
+    store.release_claim("idem-1", "id-a").await?;
+    assert_eq!(store.claim_once("idem-1", "id-d", 60_000).await?, None);
+    assert_eq!(store.claim_once("idem-short", "x", 50).await?, None);
+    herald_tests::wait_until("a claim expires with its ttl", || async {
+        store.claim_once("idem-short", "y", 50).await.ok() == Some(None)
+    })
+    .await?;
     Ok(())
 }
 

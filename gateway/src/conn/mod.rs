@@ -97,7 +97,7 @@ impl Connection {
     pub async fn open(self, resume: Resume) -> Result<Session, CloseReason> {
         let metrics = &self.profile.metrics;
         metrics.opened.increment(1);
-        metrics.connections.increment(1.0);
+        metrics.connection_opened();
         let (sub, rx) = Subscriber::new(self.app.config.limits.outbound_queue);
         let mut held = Held {
             holder: format!("{}-{}", self.app.replica_id, sub.id),
@@ -167,7 +167,7 @@ impl Connection {
 
     fn ended(&self, reason: CloseReason) {
         let metrics = &self.profile.metrics;
-        metrics.connections.decrement(1.0);
+        metrics.connection_ended();
         metrics.closed(reason.label());
         tracing::debug!(route = %self.profile.spec.name, reason = reason.label(), "connection closed");
     }

@@ -201,6 +201,20 @@ impl Hub {
         false
     }
 
+    /// Topics with at least one local subscriber, and how many each has.
+    pub fn topic_counts(&self) -> Vec<(Topic, usize)> {
+        self.shards
+            .iter()
+            .flat_map(|s| {
+                s.subs
+                    .read()
+                    .iter()
+                    .map(|(t, subs)| (t.clone(), subs.len()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     /// Topics with at least one local subscriber.
     pub fn topics(&self) -> Vec<Topic> {
         self.shards

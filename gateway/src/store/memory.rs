@@ -1,5 +1,5 @@
-//! Embedded-mode store: credentials from the config file, no snapshots or
-//! grants, leases in process memory.
+//! Embedded-mode store: credentials from the config file; snapshots,
+//! idempotency keys and leases in process memory; no grants.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -7,6 +7,7 @@ use std::collections::hash_map::Entry;
 use futures_util::future::{BoxFuture, FutureExt, ready};
 use herald_shared::Principal;
 use parking_lot::Mutex;
+use std::time::{Duration, Instant};
 
 use super::{Store, StoreError};
 use crate::config::{AuthConfig, StoredCredential};
@@ -17,7 +18,13 @@ pub struct MemoryStore {
     sessions: HashMap<String, Principal>,
     /// One process: a lease lasts until released, never expires.
     leases: Mutex<HashMap<String, String>>,
+    snapshots: Mutex<HashMap<String, String>>,
+    /// Idempotency key → (first value, expiry).
+    claims: Mutex<HashMap<String, (String, Instant)>>,
 }
+
+/// Expired idempotency keys are swept when the map reaches this size.
+const CLAIMS_SWEEP_AT: usize = 10_000;
 
 fn principal(c: &StoredCredential) -> (String, Principal) {
     let mut p = Principal::new(c.sub.clone());
@@ -31,7 +38,7 @@ impl MemoryStore {
         Self {
             api_keys: auth.api_keys.iter().map(principal).collect(),
             sessions: auth.sessions.iter().map(principal).collect(),
-            leases: Mutex::new(HashMap::new()),
+            ..Self::default()
         }
     }
 }
@@ -51,11 +58,53 @@ impl Store for MemoryStore {
         ready(Ok(self.sessions.get(token_hash).cloned())).boxed()
     }
 
-    fn snapshot<'a>(
+    fn snapshot<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<Option<String>, StoreError>> {
+        ready(Ok(self.snapshots.lock().get(topic).cloned())).boxed()
+    }
+
+    fn set_snapshot<'a>(
         &'a self,
-        _topic: &'a str,
+        topic: &'a str,
+        json: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.snapshots
+            .lock()
+            .insert(topic.to_owned(), json.to_owned());
+        ready(Ok(())).boxed()
+    }
+
+    fn claim_once<'a>(
+        &'a self,
+        key_hash: &'a str,
+        value: &'a str,
+        ttl_ms: u64,
     ) -> BoxFuture<'a, Result<Option<String>, StoreError>> {
-        ready(Ok(None)).boxed()
+        let now = Instant::now();
+        let mut claims = self.claims.lock();
+        if claims.len() >= CLAIMS_SWEEP_AT {
+            claims.retain(|_, (_, until)| *until > now);
+        }
+        let first = match claims.get(key_hash) {
+            Some((first, until)) if *until > now => Some(first.clone()),
+            _ => {
+                let until = now + Duration::from_millis(ttl_ms);
+                claims.insert(key_hash.to_owned(), (value.to_owned(), until));
+                None
+            }
+        };
+        ready(Ok(first)).boxed()
+    }
+
+    fn release_claim<'a>(
+        &'a self,
+        key_hash: &'a str,
+        value: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let mut claims = self.claims.lock();
+        if claims.get(key_hash).is_some_and(|(v, _)| v == value) {
+            claims.remove(key_hash);
+        }
+        ready(Ok(())).boxed()
     }
 
     fn grants<'a>(&'a self, _user: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {

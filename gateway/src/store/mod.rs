@@ -1,7 +1,8 @@
 //! Lookups the gateway makes on connect: API keys, sessions and snapshots.
 //!
-//! Backends write these through `herald-publisher` (Redis); in embedded mode
-//! API keys and sessions come from the config file and no snapshot is stored.
+//! Backends write these through `herald-publisher` (Redis) or the server
+//! API; in embedded mode API keys and sessions come from the config file and
+//! snapshots and idempotency keys live in process memory.
 //! Secrets are looked up by their SHA-256, never stored in clear.
 
 pub mod memory;
@@ -76,5 +77,26 @@ pub trait Store: Send + Sync + 'static {
         &'a self,
         key: &'a str,
         holder: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Store a topic's snapshot JSON (what `Publisher::set_snapshot` writes).
+    fn set_snapshot<'a>(
+        &'a self,
+        topic: &'a str,
+        json: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Remember `value` under an idempotency key for `ttl_ms`, unless the key
+    /// is already taken: then the value stored first, and nothing changes.
+    fn claim_once<'a>(
+        &'a self,
+        key_hash: &'a str,
+        value: &'a str,
+        ttl_ms: u64,
+    ) -> BoxFuture<'a, Result<Option<String>, StoreError>>;
+    /// Forget an idempotency key if it still holds `value` (the work it
+    /// guarded failed, so a retry must do it).
+    fn release_claim<'a>(
+        &'a self,
+        key_hash: &'a str,
+        value: &'a str,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 }

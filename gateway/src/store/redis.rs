@@ -31,6 +31,12 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 "#;
 
+/// Keep the first value of an idempotency key: `SET NX`, else the stored one.
+const CLAIM_ONCE: &str = r#"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
+return redis.call('GET', KEYS[1])
+"#;
+
 fn unavailable(e: fred::error::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
@@ -77,6 +83,59 @@ impl Store for RedisStore {
 
     fn snapshot<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<Option<String>, StoreError>> {
         self.get(self.keys.snapshot(topic)).boxed()
+    }
+
+    fn set_snapshot<'a>(
+        &'a self,
+        topic: &'a str,
+        json: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        async move {
+            self.client
+                .set::<(), _, _>(self.keys.snapshot(topic), json, None, None, false)
+                .await
+                .map_err(unavailable)
+        }
+        .boxed()
+    }
+
+    fn claim_once<'a>(
+        &'a self,
+        key_hash: &'a str,
+        value: &'a str,
+        ttl_ms: u64,
+    ) -> BoxFuture<'a, Result<Option<String>, StoreError>> {
+        async move {
+            self.client
+                .eval::<Option<String>, _, _, _>(
+                    CLAIM_ONCE,
+                    vec![self.keys.idempotency(key_hash)],
+                    vec![value.to_owned(), ttl_ms.to_string()],
+                )
+                .await
+                .map_err(unavailable)
+        }
+        .boxed()
+    }
+
+    fn release_claim<'a>(
+        &'a self,
+        key_hash: &'a str,
+        value: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        async move {
+            // The lease script's compare-and-delete is exactly this.
+            self.client
+                .eval::<i64, _, _, _>(
+                    LEASE_RELEASE,
+                    vec![self.keys.idempotency(key_hash)],
+                    vec![value.to_owned()],
+                )
+                .await
+                .map(drop)
+                .map_err(unavailable)
+        }
+        .boxed()
     }
 
     fn grants<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {

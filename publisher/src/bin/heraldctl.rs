@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use herald_publisher::{Principal, Publisher, Topic};
+use herald_publisher::{HttpPublisher, Principal, Publisher, Topic};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -23,6 +23,13 @@ struct Cli {
     /// Key prefix the gateways use (`redis.prefix`).
     #[arg(long, env = "HERALD_REDIS_PREFIX", default_value = "herald")]
     prefix: String,
+    /// Use a gateway's server API instead of Redis, at this URL with the API
+    /// prefix (`http://127.0.0.1:8080/herald/v1`): publish, snapshot, resync.
+    #[arg(long, env = "HERALD_HTTP_URL")]
+    http: Option<String>,
+    /// Server-API key for --http (the operator key or a `publish` key).
+    #[arg(long, env = "HERALD_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -40,6 +47,9 @@ enum Cmd {
         /// Payload, a JSON value.
         #[arg(long)]
         data: String,
+        /// With --http: a retried command with the same key is published once.
+        #[arg(long)]
+        idempotency_key: Option<String>,
     },
     /// Store the snapshot of a topic (or of a user with --user).
     Snapshot {
@@ -172,6 +182,13 @@ enum CredentialCmd {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(url) = &cli.http {
+        let key = cli
+            .api_key
+            .as_deref()
+            .context("--http needs --api-key (or HERALD_API_KEY)")?;
+        return over_http(HttpPublisher::new(url, key)?, cli.command).await;
+    }
     let publisher = Publisher::connect_with_prefix(&cli.redis, &cli.prefix)
         .await
         .with_context(|| "cannot connect to Redis (check --redis / HERALD_REDIS_URL)")?;
@@ -180,7 +197,11 @@ async fn main() -> anyhow::Result<()> {
             to,
             event_type,
             data,
+            idempotency_key,
         } => {
+            if idempotency_key.is_some() {
+                bail!("--idempotency-key needs --http (the server API keeps the keys)");
+            }
             let audience = to
                 .iter()
                 .map(|t| Topic::parse(t))
@@ -331,4 +352,56 @@ fn principal(
     p.roles = roles;
     p.topics = topics;
     p
+}
+
+/// The commands the server API serves, over HTTP.
+async fn over_http(api: HttpPublisher, command: Cmd) -> anyhow::Result<()> {
+    match command {
+        Cmd::Publish {
+            to,
+            event_type,
+            data,
+            idempotency_key,
+        } => {
+            let audience = to
+                .iter()
+                .map(|t| Topic::parse(t))
+                .collect::<Result<Vec<_>, _>>()?;
+            let published = api
+                .publish(
+                    &audience,
+                    &event_type,
+                    &json(&data)?,
+                    idempotency_key.as_deref(),
+                )
+                .await?;
+            println!("{}", published.id);
+        }
+        Cmd::Snapshot {
+            topic,
+            user,
+            data,
+            resync,
+        } => {
+            let topic = match (&topic, &user) {
+                (Some(t), _) => Topic::parse(t)?,
+                (None, Some(u)) => Topic::user(u)?,
+                (None, None) => bail!("give --topic or --user"),
+            };
+            api.set_snapshot(&topic, &json(&data)?).await?;
+            if let (true, Some(u)) = (resync, &user) {
+                api.resync(u).await?;
+            }
+        }
+        Cmd::Resync { user } => api.resync(&user).await?,
+        other => bail!(
+            "`{}` is not served by the server API yet: use it with --redis",
+            format!("{other:?}")
+                .split([' ', '{', '('])
+                .next()
+                .unwrap_or_default()
+                .to_lowercase()
+        ),
+    }
+    Ok(())
 }

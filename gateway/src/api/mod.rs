@@ -1,0 +1,137 @@
+//! The server API: what backends that cannot use `herald-publisher` (Python,
+//! Node, .NET, Go, a shell) need, over HTTP under `api.prefix`.
+//!
+//! [`endpoints`] is the one list of operations: the router is built from it
+//! and a test checks it against the OpenAPI document (`docs/openapi.json`,
+//! served at `{prefix}/openapi.json`). Handlers are thin: they check the
+//! caller's capability and the body, then use the same seams as the
+//! connection code (broker, store, hub). Errors are problem+json.
+
+mod admin;
+mod caller;
+mod problem;
+mod publish;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{Method, header};
+use axum::response::IntoResponse;
+use axum::routing::{MethodRouter, get, post, put};
+use serde::de::DeserializeOwned;
+
+pub use caller::ApiKeys;
+pub use problem::Problem;
+
+use crate::state::AppState;
+
+/// The OpenAPI 3.1 document of this API; its `servers` entry is rewritten to
+/// the configured prefix when served.
+pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
+
+/// One operation: method, path below the prefix, handler.
+pub struct Endpoint {
+    pub method: Method,
+    pub path: &'static str,
+    handler: MethodRouter<Arc<AppState>>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.method, self.path)
+    }
+}
+
+/// Every operation of the API.
+pub fn endpoints() -> Vec<Endpoint> {
+    let e = |method, path, handler| Endpoint {
+        method,
+        path,
+        handler,
+    };
+    vec![
+        e(Method::POST, "/publish", post(publish::publish)),
+        e(Method::POST, "/publish/batch", post(publish::publish_batch)),
+        e(Method::PUT, "/snapshots/{topic}", put(admin::put_snapshot)),
+        e(Method::GET, "/snapshots/{topic}", get(admin::get_snapshot)),
+        e(Method::POST, "/users/{sub}/resync", post(admin::resync)),
+        e(Method::GET, "/topics", get(admin::topics)),
+        e(Method::GET, "/connections", get(admin::connections)),
+        e(Method::GET, "/openapi.json", get(openapi)),
+    ]
+}
+
+/// The API's routes, to nest under `api.prefix`.
+pub fn router(app: &AppState) -> Router<Arc<AppState>> {
+    let mut by_path: Vec<(&'static str, MethodRouter<Arc<AppState>>)> = Vec::new();
+    for ep in endpoints() {
+        match by_path.iter_mut().find(|(p, _)| *p == ep.path) {
+            Some((_, handlers)) => *handlers = std::mem::take(handlers).merge(ep.handler),
+            None => by_path.push((ep.path, ep.handler)),
+        }
+    }
+    let mut router = Router::new();
+    for (path, handlers) in by_path {
+        router = router.route(path, handlers);
+    }
+    router
+        .fallback(|| async { Problem::not_found("no such endpoint") })
+        // The handlers turn an oversized body into a problem (413).
+        .layer(DefaultBodyLimit::max(app.config.api.max_body_bytes))
+}
+
+async fn openapi(
+    axum::extract::State(app): axum::extract::State<Arc<AppState>>,
+) -> impl IntoResponse {
+    let mut doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap_or_default();
+    doc["servers"] = serde_json::json!([{ "url": app.config.api.prefix }]);
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        doc.to_string(),
+    )
+}
+
+/// The body as JSON of type `T`, or the problem to answer with.
+fn read_json<T: DeserializeOwned>(
+    app: &AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, Problem> {
+    let bytes = body.map_err(|e| match e {
+        BytesRejection::FailedToBufferBody(_) => Problem::too_large(app.config.api.max_body_bytes),
+        other => Problem::invalid(other.body_text()),
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| Problem::invalid(format!("body: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_openapi_document_lists_exactly_the_served_operations() {
+        let doc: serde_json::Value =
+            serde_json::from_str(OPENAPI).expect("docs/openapi.json is JSON");
+        assert_eq!(doc["openapi"], "3.1.0");
+        let mut documented: Vec<String> = doc["paths"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .flat_map(|(path, ops)| {
+                ops.as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(move |(method, _)| format!("{} {path}", method.to_uppercase()))
+            })
+            .collect();
+        let mut served: Vec<String> = endpoints()
+            .iter()
+            .map(|e| format!("{} {}", e.method, e.path))
+            .collect();
+        documented.sort();
+        served.sort();
+        assert_eq!(documented, served);
+    }
+}
