@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Herald's test command: builds the workspace and runs every test, unit and
-# black-box. Installs redis-server (Debian package) when it is missing; the
-# suites start their own redis-server processes on free ports.
+# black-box. Installs redis-server (Debian package) and the OpenAPI tools
+# (PyPI) when they are missing; the suites start their own redis-server
+# processes on free ports.
 #
 # Arguments go to `cargo test` (`./scripts/test.sh -p herald-tests --test
 # resume`, `./scripts/test.sh lease`). The last line is always
@@ -18,6 +19,16 @@ if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/nul
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server redis-tools
 fi
+
+# The server API's OpenAPI checks use PyPI tools, kept in a virtualenv under
+# target/ (pinned versions; reinstalled when missing).
+py="$PWD/target/py"
+if ! "$py/bin/schemathesis" --version >/dev/null 2>&1 || ! [ -x "$py/bin/openapi-spec-validator" ]; then
+  echo "installing schemathesis and openapi-spec-validator from PyPI into target/py"
+  python3 -m venv "$py"
+  "$py/bin/pip" install -q "schemathesis==4.32.5" "openapi-spec-validator==0.9.0"
+fi
+export PATH="$py/bin:$PATH"
 
 # The black-box suites run the gateway binary, so build it first.
 cargo build --workspace --bins

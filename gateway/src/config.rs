@@ -240,6 +240,8 @@ pub struct AuthConfig {
     pub api_keys: Vec<StoredCredential>,
     /// Session tokens served without Redis (embedded mode), stored as SHA-256.
     pub sessions: Vec<StoredCredential>,
+    /// How JWTs are verified: the algorithm and where its key comes from.
+    pub jwt: JwtConfig,
     /// `HERALD_JWT_SECRET` (HS256). Environment only.
     #[serde(skip)]
     pub jwt_secret: Option<Secret>,
@@ -254,10 +256,56 @@ impl Default for AuthConfig {
             admin_user: "admin".to_owned(),
             api_keys: Vec::new(),
             sessions: Vec::new(),
+            jwt: JwtConfig::default(),
             jwt_secret: None,
             admin_key: None,
         }
     }
+}
+
+/// JWT verification. The algorithm is pinned here, never taken from the
+/// token; HS256 uses `HERALD_JWT_SECRET`, the others a public key from a PEM
+/// file or a JSON Web Key Set fetched from `jwks_url`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+// Every field defaults, from `Default` below: the one place defaults live.
+#[serde(default, deny_unknown_fields)]
+pub struct JwtConfig {
+    /// `HS256` (default), `RS256`, `ES256` or `EdDSA`.
+    pub algorithm: JwtAlgorithm,
+    /// PEM file with the public key (RS256, ES256, EdDSA).
+    pub public_key_file: Option<PathBuf>,
+    /// URL of a JSON Web Key Set (`https://issuer/.well-known/jwks.json`);
+    /// keys are chosen by the token's `kid`.
+    pub jwks_url: Option<String>,
+    /// How long a fetched key set is used before it is fetched again. Default 300000.
+    pub jwks_refresh_ms: u64,
+    /// Fetch at most this often, also when a token names an unknown `kid`. Default 10000.
+    pub jwks_min_interval_ms: u64,
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        Self {
+            algorithm: JwtAlgorithm::Hs256,
+            public_key_file: None,
+            jwks_url: None,
+            jwks_refresh_ms: 300_000,
+            jwks_min_interval_ms: 10_000,
+        }
+    }
+}
+
+/// JWT signature algorithms the gateway verifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+pub enum JwtAlgorithm {
+    #[serde(rename = "HS256")]
+    Hs256,
+    #[serde(rename = "RS256")]
+    Rs256,
+    #[serde(rename = "ES256")]
+    Es256,
+    #[serde(rename = "EdDSA")]
+    EdDsa,
 }
 
 /// The server API (`docs/api.md`): publishing and administration over
@@ -477,6 +525,36 @@ impl Config {
                 "must be greater than zero".to_owned(),
             );
         }
+        let jwt = &self.auth.jwt;
+        match (jwt.algorithm, &jwt.public_key_file, &jwt.jwks_url) {
+            (JwtAlgorithm::Hs256, None, None) => {}
+            (JwtAlgorithm::Hs256, _, _) => {
+                return invalid(
+                    "auth.jwt.algorithm",
+                    "HS256 takes its key from HERALD_JWT_SECRET; public_key_file and jwks_url need RS256, ES256 or EdDSA".to_owned(),
+                );
+            }
+            (_, Some(_), Some(_)) | (_, None, None) => {
+                return invalid(
+                    "auth.jwt",
+                    "RS256, ES256 and EdDSA need exactly one of public_key_file and jwks_url"
+                        .to_owned(),
+                );
+            }
+            (_, _, Some(url)) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+                return invalid(
+                    "auth.jwt.jwks_url",
+                    format!("`{url}` must be an http:// or https:// URL"),
+                );
+            }
+            _ => {}
+        }
+        if jwt.jwks_min_interval_ms == 0 || jwt.jwks_refresh_ms < jwt.jwks_min_interval_ms {
+            return invalid(
+                "auth.jwt.jwks_refresh_ms",
+                "jwks_min_interval_ms must be above zero and at most jwks_refresh_ms".to_owned(),
+            );
+        }
         if self.auth.admin_user.is_empty() {
             return invalid("auth.admin_user", "must not be empty".to_owned());
         }
@@ -577,6 +655,7 @@ impl Config {
             && self.listen.ip().is_loopback()
             && self.auth.admin_key.is_none()
             && self.auth.jwt_secret.is_none()
+            && self.auth.jwt.algorithm == JwtAlgorithm::Hs256
             && self.auth.api_keys.is_empty()
             && self.auth.sessions.is_empty()
             && self.api.operator_key.is_none()
@@ -608,7 +687,10 @@ impl Config {
             for s in &p.auth.sources {
                 for k in &s.accept {
                     let missing = match k {
-                        CredentialKind::Jwt => self.auth.jwt_secret.is_none(),
+                        CredentialKind::Jwt => {
+                            self.auth.jwt.algorithm == JwtAlgorithm::Hs256
+                                && self.auth.jwt_secret.is_none()
+                        }
                         CredentialKind::AdminKey => self.auth.admin_key.is_none(),
                         _ => false,
                     };

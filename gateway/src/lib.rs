@@ -70,6 +70,8 @@ pub enum RunError {
     Broker(#[from] broker::BrokerError),
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Jwt(#[from] auth::JwtKeyError),
 }
 
 /// Serve until `signal` resolves, then drain and return.
@@ -102,6 +104,10 @@ pub async fn run(
     }
     let profiles = ProfileRegistry::compile(config.profiles());
     let hub = Hub::new(Arc::clone(&broker), profiles.shapes.len());
+    if let Err(e) = hub.listen_control().await {
+        // Recorded by the broker: subscribed when it (re)connects.
+        tracing::warn!(error = %e, "control topic not subscribed yet");
+    }
     let renew_every = config
         .profiles()
         .iter()
@@ -118,7 +124,7 @@ pub async fn run(
         .map(|ms| Duration::from_millis(ms / 3));
     let presence = Presence::start(presence, replica_id.clone(), presence_every);
     let state = Arc::new(AppState {
-        auth: Authenticator::new(&config.auth, Arc::clone(&store)),
+        auth: Authenticator::new(&config.auth, Arc::clone(&store))?,
         api_keys: api::ApiKeys::from_config(&config.api),
         shutdown: Shutdown::new(Duration::from_millis(config.shutdown.drain_ms)),
         leases,

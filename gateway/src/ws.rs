@@ -66,7 +66,9 @@ impl WsTransport {
             })
             .filter(|t| !t.is_empty())
             .ok_or(AuthError::Missing)?;
-        app.auth.verify(&credential, &source.accept).await
+        app.auth
+            .verify(&credential, &source.accept, &profile.spec.auth)
+            .await
     }
 }
 

@@ -48,6 +48,18 @@ pub const CONTROL_RESYNC: &str = "herald.resync";
 /// subscriptions matching `data.topic` (a glob) that they may no longer hold.
 pub const CONTROL_REVOKE: &str = "herald.revoke";
 
+/// Control event on [`CONTROL_TOPIC`]: every connection of the user
+/// `data.sub`, on every replica, closes (the profile's `close.disconnect`).
+pub const CONTROL_DISCONNECT: &str = "herald.disconnect";
+
+/// Control event on [`CONTROL_TOPIC`]: connections of the user `data.sub`
+/// leave the client-chosen channel topic `data.topic`.
+pub const CONTROL_UNSUBSCRIBE: &str = "herald.unsubscribe";
+
+/// The topic every replica listens to for orders addressed to a user
+/// wherever they are connected; never joined by connections.
+pub const CONTROL_TOPIC: &str = "res:herald:control";
+
 /// Why bytes from Redis are not a usable envelope.
 #[derive(Debug, thiserror::Error)]
 pub enum EnvelopeError {

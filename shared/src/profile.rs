@@ -311,6 +311,12 @@ pub struct AuthSpec {
     /// before closing as unauthorized.
     #[serde(default = "default_first_message_timeout")]
     pub first_message_timeout_ms: u64,
+    /// JWTs must name one of these in `aud`; empty: `aud` is not checked.
+    #[serde(default)]
+    pub audience: Vec<String>,
+    /// JWTs must carry this `iss`; none: `iss` is not checked.
+    #[serde(default)]
+    pub issuer: Option<String>,
 }
 
 fn default_first_message_timeout() -> u64 {
@@ -511,6 +517,10 @@ pub struct CloseSpec {
     /// Sent when a client cannot keep up with its events (see `docs/protocol.md`).
     #[serde(default = "default_slow_close")]
     pub slow_consumer: u16,
+    /// Sent when the backend disconnects the user (server API
+    /// `POST /users/{sub}/disconnect`).
+    #[serde(default = "default_disconnect_close")]
+    pub disconnect: u16,
 }
 
 impl Default for CloseSpec {
@@ -518,6 +528,7 @@ impl Default for CloseSpec {
         Self {
             shutdown: default_shutdown_close(),
             slow_consumer: default_slow_close(),
+            disconnect: default_disconnect_close(),
         }
     }
 }
@@ -527,6 +538,9 @@ fn default_shutdown_close() -> u16 {
 }
 fn default_slow_close() -> u16 {
     1013
+}
+fn default_disconnect_close() -> u16 {
+    1008
 }
 
 /// A profile setting that cannot work, with the key that holds it.
@@ -607,6 +621,7 @@ impl RouteProfile {
             .or_else(|r| err("auth.failure_close_code", r))?;
         check_close_code(self.close.shutdown).or_else(|r| err("close.shutdown", r))?;
         check_close_code(self.close.slow_consumer).or_else(|r| err("close.slow_consumer", r))?;
+        check_close_code(self.close.disconnect).or_else(|r| err("close.disconnect", r))?;
         let params = path_params(&self.path);
         for (i, t) in self.join.iter().enumerate() {
             check_template(t, &params).or_else(|r| err(&format!("join[{i}]"), r))?;

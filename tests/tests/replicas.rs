@@ -7,6 +7,8 @@ use herald_tests::{Cluster, WsClient, wait_until};
 use serde_json::json;
 
 const ALICE_CHANNEL: &str = "herald:{user:alice}:ch";
+/// Every replica holds the control topic (orders for users wherever they are).
+const CONTROL_CHANNEL: &str = "herald:{res:herald:control}:ch";
 
 async fn alice(c: &Cluster, replica: usize) -> Result<WsClient> {
     c.publisher
@@ -40,9 +42,10 @@ async fn one_redis_subscription_per_topic_per_replica_dropped_after_the_last_lea
     let c = Cluster::start(2, None).await?;
     assert_eq!(
         c.redis.channels("herald:*").await?,
-        Vec::<String>::new(),
-        "idle replicas subscribe to nothing"
+        vec![CONTROL_CHANNEL.to_owned()],
+        "idle replicas subscribe to nothing but the control topic"
     );
+    assert_eq!(c.redis.numsub(CONTROL_CHANNEL).await?, 2);
 
     let a1 = alice(&c, 0).await?;
     assert_eq!(c.redis.numsub(ALICE_CHANNEL).await?, 1);
@@ -55,9 +58,11 @@ async fn one_redis_subscription_per_topic_per_replica_dropped_after_the_last_lea
     let b1 = alice(&c, 1).await?;
     assert_eq!(c.redis.numsub(ALICE_CHANNEL).await?, 2, "one per replica");
     assert_eq!(docsfy_connections(&c, 0).await, Some(2));
+    let mut held = c.redis.channels("herald:*").await?;
+    held.sort();
     assert_eq!(
-        c.redis.channels("herald:*").await?,
-        vec![ALICE_CHANNEL.to_owned()],
+        held,
+        vec![CONTROL_CHANNEL.to_owned(), ALICE_CHANNEL.to_owned()],
         "only wanted topics"
     );
 
@@ -80,7 +85,10 @@ async fn one_redis_subscription_per_topic_per_replica_dropped_after_the_last_lea
     numsub_becomes(&c, 1).await?;
     b1.close().await;
     numsub_becomes(&c, 0).await?;
-    assert_eq!(c.redis.channels("herald:*").await?, Vec::<String>::new());
+    assert_eq!(
+        c.redis.channels("herald:*").await?,
+        vec![CONTROL_CHANNEL.to_owned()]
+    );
     Ok(())
 }
 

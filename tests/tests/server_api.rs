@@ -442,3 +442,320 @@ async fn refusals_are_problems_and_change_nothing() -> Result<()> {
     assert!(doc["paths"]["/publish"]["post"].is_object());
     Ok(())
 }
+
+/// Server-API call that must succeed; returns the body.
+async fn ok(method: reqwest::Method, url: &str, key: &str, body: Option<Value>) -> Result<Value> {
+    let text = body.map(|b| b.to_string());
+    let (status, body) = call(method, url, Some(key), text.as_deref()).await?;
+    anyhow::ensure!((200..300).contains(&status), "{url}: {status} {body}");
+    Ok(body)
+}
+
+#[tokio::test]
+async fn disconnect_closes_every_connection_of_the_user_on_every_replica() -> Result<()> {
+    // docsfy's disconnect code changed, to tell it from the default.
+    let config = format!(
+        "bundled_profiles = \"extend\"\n{}[[profiles]]\nname = \"docsfy\"\n[profiles.close]\ndisconnect = 4001\n",
+        config()
+    );
+    let c = Cluster::start(2, Some(config)).await?;
+    for (key, sub) in [("k-alice", "alice"), ("k-bob", "bob")] {
+        c.publisher.add_api_key(key, &Principal::new(sub)).await?;
+    }
+    let mut docsfy = alice(&c, 0).await?;
+    let token = jwt("alice", None, &[], unix_now() + 600);
+    let mut kubegen = WsClient::connect(&c.gw(1).ws_url(&format!("/v1/ws?token={token}"))).await?;
+    let mut bob = WsClient::connect(&c.gw(1).ws_url("/api/ws?token=k-bob")).await?;
+    assert_eq!(bob.next_json().await?["type"], "sync");
+    c.subscribers_become("user:bob", 1).await?;
+    c.subscribers_become("user:alice", 2).await?;
+
+    ok(
+        reqwest::Method::POST,
+        &format!("{}/users/alice/disconnect", api(&c, 0)),
+        ADMIN_API_KEY,
+        None,
+    )
+    .await?;
+    let (_, closed) = docsfy.until_closed().await?;
+    assert_eq!(
+        closed.code(),
+        Some(4001),
+        "docsfy's close.disconnect: {closed:?}"
+    );
+    let (_, closed) = kubegen.until_closed().await?;
+    assert_eq!(
+        closed.code(),
+        Some(1008),
+        "kubegen's default, on the other replica: {closed:?}"
+    );
+    // Bob is untouched.
+    c.publisher
+        .publish(
+            &[Topic::user("bob")?],
+            "progress",
+            &json!({"still": "here"}),
+        )
+        .await?;
+    assert_eq!(
+        bob.next_json().await?,
+        json!({"type": "progress", "still": "here"})
+    );
+    // A publish key may not disconnect.
+    let (status, _) = call(
+        reqwest::Method::POST,
+        &format!("{}/users/bob/disconnect", api(&c, 0)),
+        Some(PUBLISH_KEY),
+        None,
+    )
+    .await?;
+    assert_eq!(status, 403);
+    Ok(())
+}
+
+#[tokio::test]
+async fn grants_unsubscribe_and_revoke_act_on_live_connections() -> Result<()> {
+    let c = Cluster::start(2, Some(config())).await?;
+    let (post, get) = (reqwest::Method::POST, reqwest::Method::GET);
+    let base = api(&c, 0);
+    let token = jwt("bob", None, &[], unix_now() + 600);
+    let mut bob = WsClient::connect(&c.gw(1).ws_url(&format!("/v1/ws?token={token}"))).await?;
+    let subscribe = json!({"type": "subscribe", "channel": "project.p1"});
+
+    // Without a grant: forbidden.
+    bob.send_json(&subscribe).await?;
+    assert_eq!(bob.next_json().await?["data"]["code"], "forbidden");
+    ok(
+        post.clone(),
+        &format!("{base}/users/bob/grants"),
+        ADMIN_API_KEY,
+        Some(json!({"topic": "res:kubegen:project.*"})),
+    )
+    .await?;
+    assert_eq!(
+        ok(
+            get.clone(),
+            &format!("{base}/users/bob/grants"),
+            ADMIN_API_KEY,
+            None
+        )
+        .await?,
+        json!({"grants": ["res:kubegen:project.*"]})
+    );
+    bob.send_json(&subscribe).await?;
+    c.subscribers_become("res:kubegen:project.p1", 1).await?;
+    let topic = [Topic::parse("res:kubegen:project.p1")?];
+    c.publisher
+        .publish(&topic, "project.progress", &json!({"n": 1}))
+        .await?;
+    assert_eq!(bob.next_json().await?["data"]["n"], 1);
+
+    // The backend takes the channel away: an error frame, then nothing more from it.
+    ok(
+        post.clone(),
+        &format!("{base}/users/bob/unsubscribe"),
+        ADMIN_API_KEY,
+        Some(json!({"topic": "res:kubegen:project.p1"})),
+    )
+    .await?;
+    let frame = bob.next_json().await?;
+    assert_eq!(
+        (
+            frame["data"]["code"].as_str(),
+            frame["data"]["message"].as_str()
+        ),
+        (Some("forbidden"), Some("Unsubscribed by the server")),
+        "{frame}"
+    );
+    c.subscribers_become("res:kubegen:project.p1", 0).await?;
+
+    // The grant stayed, so bob may come back; a revoke then drops it live.
+    bob.send_json(&subscribe).await?;
+    c.subscribers_become("res:kubegen:project.p1", 1).await?;
+    ok(
+        post,
+        &format!("{base}/users/bob/revoke"),
+        ADMIN_API_KEY,
+        Some(json!({"topic": "res:kubegen:project.*"})),
+    )
+    .await?;
+    let frame = bob.next_json().await?;
+    assert_eq!(frame["data"]["message"], "Subscription revoked", "{frame}");
+    c.subscribers_become("res:kubegen:project.p1", 0).await?;
+    assert_eq!(
+        ok(
+            get,
+            &format!("{base}/users/bob/grants"),
+            ADMIN_API_KEY,
+            None
+        )
+        .await?,
+        json!({"grants": []})
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn credentials_resources_presence_and_cluster_listings() -> Result<()> {
+    let c = Cluster::start(2, Some(config())).await?;
+    let (post, put, delete, get) = (
+        reqwest::Method::POST,
+        reqwest::Method::PUT,
+        reqwest::Method::DELETE,
+        reqwest::Method::GET,
+    );
+    let base = api(&c, 0);
+
+    // An end-user API key added over HTTP works on the other replica, until removed.
+    ok(
+        post.clone(),
+        &format!("{base}/credentials/api-keys"),
+        ADMIN_API_KEY,
+        Some(json!({"secret": "k-carol", "sub": "carol"})),
+    )
+    .await?;
+    let mut carol = WsClient::connect(&c.gw(1).ws_url("/api/ws?token=k-carol")).await?;
+    assert_eq!(carol.next_json().await?["type"], "sync");
+    assert!(
+        c.redis
+            .exists(&herald_shared::Keys::default().api_key(&herald_shared::hash_secret("k-carol")))
+            .await,
+        "the publisher's key"
+    );
+    ok(
+        post.clone(),
+        &format!("{base}/credentials/api-keys/remove"),
+        ADMIN_API_KEY,
+        Some(json!({"secret": "k-carol"})),
+    )
+    .await?;
+    let mut refused = WsClient::connect(&c.gw(1).ws_url("/api/ws?token=k-carol")).await?;
+    assert_eq!(refused.until_closed().await?.1.code(), Some(1008));
+    // A session token, read from docsfy's cookie.
+    ok(
+        post.clone(),
+        &format!("{base}/credentials/sessions"),
+        ADMIN_API_KEY,
+        Some(json!({"secret": "s-dave", "sub": "dave", "ttl_ms": 60000})),
+    )
+    .await?;
+    let mut dave = WsClient::connect_with(
+        &c.gw(1).ws_url("/api/ws"),
+        &[("Cookie", "docsfy_session=s-dave")],
+    )
+    .await?;
+    assert_eq!(dave.next_json().await?["type"], "sync");
+    let (status, body) = call(
+        post.clone(),
+        &format!("{base}/credentials/passwords"),
+        Some(ADMIN_API_KEY),
+        Some(r#"{"secret":"x","sub":"y"}"#),
+    )
+    .await?;
+    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
+
+    // Resources: registered over HTTP, served; unregistered, refused.
+    let ops =
+        herald_tests::jwt_with_topics("ops", None, &[], &["res:workflow-run:*"], unix_now() + 600);
+    let run_url = c
+        .gw(1)
+        .ws_url(&format!("/api/v1/workflow-runs/r9/stream?token={ops}"));
+    ok(
+        put,
+        &format!("{base}/resources/res:workflow-run:r9"),
+        PUBLISH_KEY,
+        None,
+    )
+    .await?;
+    let mut run = WsClient::connect(&run_url).await?;
+    c.subscribers_become("res:workflow-run:r9", 1).await?;
+    ok(
+        post.clone(),
+        &format!("{base}/publish"),
+        PUBLISH_KEY,
+        Some(json!({"to": ["res:workflow-run:r9"], "type": "step_log", "data": {"line": "x"}})),
+    )
+    .await?;
+    assert_eq!(run.next_json().await?["line"], "x");
+    ok(
+        delete,
+        &format!("{base}/resources/res:workflow-run:r9"),
+        PUBLISH_KEY,
+        None,
+    )
+    .await?;
+    let mut gone = WsClient::connect(&run_url).await?;
+    assert_eq!(gone.until_closed().await?.1.code(), Some(4404));
+
+    // Presence of an AgentHQ agent, whose key was added over HTTP.
+    ok(
+        post,
+        &format!("{base}/credentials/api-keys"),
+        ADMIN_API_KEY,
+        Some(
+            json!({"secret": "ahq_scout", "sub": "agent-scout", "org": "acme", "roles": ["agent"]}),
+        ),
+    )
+    .await?;
+    let presence_url = format!("{base}/presence/org:acme/agent-scout");
+    assert_eq!(
+        ok(get.clone(), &presence_url, ADMIN_API_KEY, None).await?["online"],
+        false
+    );
+    let agent = WsClient::connect(&c.gw(1).ws_url("/ws?token=ahq_scout")).await?;
+    herald_tests::wait_until("the agent is online", || async {
+        ok(get.clone(), &presence_url, ADMIN_API_KEY, None)
+            .await
+            .ok()
+            == Some(
+                json!({"topic": "org:acme", "key": "agent-scout", "online": true, "members": 1}),
+            )
+    })
+    .await?;
+    agent.close().await;
+    herald_tests::wait_until("the agent is offline", || async {
+        ok(get.clone(), &presence_url, ADMIN_API_KEY, None)
+            .await
+            .ok()
+            .map(|b| b["online"].clone())
+            == Some(json!(false))
+    })
+    .await?;
+
+    // Cluster topics: dave's on replica 1 only; alice's on both.
+    c.publisher
+        .add_api_key("k-alice", &Principal::new("alice"))
+        .await?;
+    let _a0 = alice(&c, 0).await?;
+    let _a1 = alice(&c, 1).await?;
+    c.subscribers_become("user:alice", 2).await?;
+    let listed = ok(
+        get,
+        &format!("{}/cluster/topics", api(&c, 1)),
+        ADMIN_API_KEY,
+        None,
+    )
+    .await?;
+    let replicas = |topic: &str| {
+        listed["topics"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|t| t["topic"] == topic)
+            .map(|t| t["replicas"].clone())
+    };
+    assert_eq!(replicas("user:alice"), Some(json!(2)), "{listed}");
+    assert_eq!(replicas("user:dave"), Some(json!(1)), "{listed}");
+    assert_eq!(
+        replicas("res:herald:control"),
+        Some(json!(2)),
+        "every replica listens for orders: {listed}"
+    );
+    assert_eq!(
+        replicas("user:carol"),
+        Some(json!(1)),
+        "removing a credential leaves open connections be: {listed}"
+    );
+    drop(carol);
+    Ok(())
+}

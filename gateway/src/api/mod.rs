@@ -7,10 +7,12 @@
 //! caller's capability and the body, then use the same seams as the
 //! connection code (broker, store, hub). Errors are problem+json.
 
-mod admin;
 mod caller;
+mod control;
+mod listings;
 mod problem;
 mod publish;
+mod records;
 
 use std::sync::Arc;
 
@@ -20,7 +22,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{Method, header};
 use axum::response::IntoResponse;
-use axum::routing::{MethodRouter, get, post, put};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use serde::de::DeserializeOwned;
 
 pub use caller::ApiKeys;
@@ -55,11 +57,66 @@ pub fn endpoints() -> Vec<Endpoint> {
     vec![
         e(Method::POST, "/publish", post(publish::publish)),
         e(Method::POST, "/publish/batch", post(publish::publish_batch)),
-        e(Method::PUT, "/snapshots/{topic}", put(admin::put_snapshot)),
-        e(Method::GET, "/snapshots/{topic}", get(admin::get_snapshot)),
-        e(Method::POST, "/users/{sub}/resync", post(admin::resync)),
-        e(Method::GET, "/topics", get(admin::topics)),
-        e(Method::GET, "/connections", get(admin::connections)),
+        e(
+            Method::PUT,
+            "/snapshots/{topic}",
+            put(records::put_snapshot),
+        ),
+        e(
+            Method::GET,
+            "/snapshots/{topic}",
+            get(records::get_snapshot),
+        ),
+        e(
+            Method::PUT,
+            "/resources/{topic}",
+            put(records::register_resource),
+        ),
+        e(
+            Method::DELETE,
+            "/resources/{topic}",
+            delete(records::unregister_resource),
+        ),
+        e(
+            Method::POST,
+            "/credentials/{kind}",
+            post(records::add_credential),
+        ),
+        e(
+            Method::POST,
+            "/credentials/{kind}/remove",
+            post(records::remove_credential),
+        ),
+        e(Method::GET, "/users/{sub}/grants", get(records::grants)),
+        e(Method::POST, "/users/{sub}/grants", post(records::grant)),
+        e(Method::POST, "/users/{sub}/revoke", post(records::revoke)),
+        e(
+            Method::POST,
+            "/users/{sub}/resync",
+            post(control::resync_user),
+        ),
+        e(
+            Method::POST,
+            "/users/{sub}/disconnect",
+            post(control::disconnect),
+        ),
+        e(
+            Method::POST,
+            "/users/{sub}/unsubscribe",
+            post(control::unsubscribe),
+        ),
+        e(Method::GET, "/topics", get(listings::topics)),
+        e(
+            Method::GET,
+            "/cluster/topics",
+            get(listings::cluster_topics),
+        ),
+        e(Method::GET, "/connections", get(listings::connections)),
+        e(
+            Method::GET,
+            "/presence/{topic}/{key}",
+            get(listings::presence),
+        ),
         e(Method::GET, "/openapi.json", get(openapi)),
     ]
 }

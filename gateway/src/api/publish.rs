@@ -25,6 +25,11 @@ pub(super) const MAX_AUDIENCE: usize = 100;
 /// Longest idempotency key.
 pub(super) const MAX_IDEMPOTENCY_KEY: usize = 256;
 
+fn empty_object() -> Box<RawValue> {
+    // `{}` is valid JSON; the fallback only satisfies the type.
+    RawValue::from_string("{}".to_owned()).unwrap_or_else(|_| RawValue::NULL.to_owned())
+}
+
 /// One event to publish.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,8 +39,8 @@ pub(super) struct PublishRequest {
     #[serde(rename = "type")]
     event_type: String,
     /// The payload; `{}` when absent.
-    #[serde(default)]
-    data: Option<Box<RawValue>>,
+    #[serde(default = "empty_object")]
+    data: Box<RawValue>,
     /// A retried request with the same key is delivered once.
     #[serde(default)]
     idempotency_key: Option<String>,
@@ -80,6 +85,14 @@ fn check(req: PublishRequest, at: &str) -> Result<Checked, Problem> {
         .enumerate()
         .map(|(i, t)| Topic::parse(t).map_err(|e| invalid(format!("to[{i}]: {e}"))))
         .collect::<Result<Vec<_>, _>>()?;
+    if let Some(i) = audience
+        .iter()
+        .position(|t| t.as_str().starts_with("res:herald:"))
+    {
+        return Err(invalid(format!(
+            "to[{i}]: `res:herald:…` topics are reserved for the gateway"
+        )));
+    }
     check_event_type(&req.event_type).map_err(|e| invalid(format!("type: {e}")))?;
     if req.event_type.starts_with(CONTROL_PREFIX) {
         return Err(invalid(format!(
@@ -93,16 +106,10 @@ fn check(req: PublishRequest, at: &str) -> Result<Checked, Problem> {
             "idempotency_key: 1 to {MAX_IDEMPOTENCY_KEY} bytes"
         )));
     }
-    let data = match req.data {
-        Some(d) => d,
-        None => {
-            RawValue::from_string("{}".to_owned()).map_err(|e| Problem::invalid(e.to_string()))?
-        }
-    };
     Ok(Checked {
         audience,
         event_type: req.event_type,
-        data,
+        data: req.data,
         idempotency_key: req.idempotency_key,
     })
 }
@@ -143,7 +150,8 @@ async fn publish_checked(app: &AppState, ev: Checked) -> Result<Published, Probl
     })
 }
 
-/// `POST /publish`. The `Idempotency-Key` header stands for `idempotency_key`.
+/// `POST /publish`. The `Idempotency-Key` header stands for
+/// `idempotency_key` when the body has none.
 pub(super) async fn publish(
     State(app): State<Arc<AppState>>,
     caller: Caller,
@@ -152,15 +160,18 @@ pub(super) async fn publish(
 ) -> Result<Json<Published>, Problem> {
     caller.require(Capability::Publish)?;
     let mut req: PublishRequest = read_json(&app, body)?;
+    let header = headers
+        .get("idempotency-key")
+        .map(|v| match v.to_str() {
+            Ok(k) if !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY => Ok(k.to_owned()),
+            _ => Err(Problem::invalid(format!(
+                "Idempotency-Key: 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters"
+            ))),
+        })
+        .transpose()?;
+    // The body's key, when it has one, wins over the header's.
     if req.idempotency_key.is_none() {
-        req.idempotency_key = headers
-            .get("idempotency-key")
-            .map(|v| {
-                v.to_str()
-                    .map(str::to_owned)
-                    .map_err(|_| Problem::invalid("Idempotency-Key: must be visible ASCII"))
-            })
-            .transpose()?;
+        req.idempotency_key = header;
     }
     let ev = check(req, "")?;
     Ok(Json(publish_checked(&app, ev).await?))

@@ -1,43 +1,247 @@
-//! HS256 JWT verification with the algorithm pinned by configuration, never
-//! taken from the token.
+//! JWT verification with the algorithm pinned by configuration, never taken
+//! from the token: HS256 with `HERALD_JWT_SECRET`, or RS256 / ES256 / EdDSA
+//! with a public key from a PEM file or a JSON Web Key Set. A key set is
+//! fetched on first use, kept for `jwks_refresh_ms`, and fetched again early
+//! when a token names a `kid` it lacks, at most once per
+//! `jwks_min_interval_ms` (so forged `kid`s cannot make the gateway hammer
+//! the issuer). `aud` and `iss` are checked per route profile.
 
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use herald_shared::profile::AuthSpec;
 use herald_shared::{Claims, Principal};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, errors::ErrorKind};
+use jsonwebtoken::jwk::{JwkSet, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header, errors::ErrorKind};
 
 use super::AuthError;
+use crate::config::{JwtAlgorithm, JwtConfig, Secret};
 
-#[derive(Clone)]
+/// Largest key set accepted, in bytes and in keys.
+const JWKS_MAX_BYTES: usize = 1024 * 1024;
+const JWKS_MAX_KEYS: usize = 100;
+const JWKS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the configured key could not be loaded (start-up errors).
+#[derive(Debug, thiserror::Error)]
+pub enum JwtKeyError {
+    #[error("auth.jwt.public_key_file {path}: {reason}")]
+    PublicKey { path: String, reason: String },
+    #[error("auth.jwt.jwks_url: {0}")]
+    Client(String),
+}
+
+enum Keys {
+    /// One key for every token (HS256 secret, PEM public key).
+    Fixed(DecodingKey),
+    Jwks(Jwks),
+}
+
 pub struct JwtVerifier {
-    key: DecodingKey,
-    validation: Validation,
+    algorithm: Algorithm,
+    keys: Keys,
 }
 
 impl std::fmt::Debug for JwtVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("JwtVerifier(HS256)")
+        write!(f, "JwtVerifier({:?})", self.algorithm)
     }
 }
 
 impl JwtVerifier {
     pub fn hs256(secret: &[u8]) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
+        Self {
+            algorithm: Algorithm::HS256,
+            keys: Keys::Fixed(DecodingKey::from_secret(secret)),
+        }
+    }
+
+    /// The verifier the configuration describes; `None` when JWTs cannot be
+    /// verified (HS256 without a secret).
+    pub fn from_config(
+        cfg: &JwtConfig,
+        secret: Option<&Secret>,
+    ) -> Result<Option<Self>, JwtKeyError> {
+        let algorithm = match cfg.algorithm {
+            JwtAlgorithm::Hs256 => {
+                return Ok(secret.map(|s| Self::hs256(s.expose().as_bytes())));
+            }
+            JwtAlgorithm::Rs256 => Algorithm::RS256,
+            JwtAlgorithm::Es256 => Algorithm::ES256,
+            JwtAlgorithm::EdDsa => Algorithm::EdDSA,
+        };
+        let keys = match (&cfg.public_key_file, &cfg.jwks_url) {
+            (Some(path), _) => {
+                let fail = |reason: String| JwtKeyError::PublicKey {
+                    path: path.display().to_string(),
+                    reason,
+                };
+                let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+                let key = match algorithm {
+                    Algorithm::RS256 => DecodingKey::from_rsa_pem(&pem),
+                    Algorithm::ES256 => DecodingKey::from_ec_pem(&pem),
+                    _ => DecodingKey::from_ed_pem(&pem),
+                }
+                .map_err(|e| fail(e.to_string()))?;
+                Keys::Fixed(key)
+            }
+            (None, Some(url)) => Keys::Jwks(Jwks::new(url, cfg)?),
+            (None, None) => return Ok(None),
+        };
+        Ok(Some(Self { algorithm, keys }))
+    }
+
+    /// Verify a token for a route: signature with the pinned algorithm,
+    /// `exp`/`nbf`, `sub`, and the route's `aud` / `iss` when it sets them.
+    pub async fn verify(&self, token: &str, spec: &AuthSpec) -> Result<Principal, AuthError> {
+        let header = decode_header(token).map_err(|_| AuthError::Invalid)?;
+        if header.alg != self.algorithm {
+            return Err(AuthError::Invalid);
+        }
+        let mut validation = Validation::new(self.algorithm);
         validation.set_required_spec_claims(&["exp", "sub"]);
         validation.validate_nbf = true;
         // Clock skew between the token issuer and the gateway; the crate's 60 s is generous.
         validation.leeway = 5;
-        Self {
-            key: DecodingKey::from_secret(secret),
-            validation,
+        if spec.audience.is_empty() {
+            validation.validate_aud = false;
+        } else {
+            validation.set_audience(&spec.audience);
         }
-    }
-
-    pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
-        match decode::<Claims>(token, &self.key, &self.validation) {
+        if let Some(iss) = &spec.issuer {
+            validation.set_issuer(&[iss]);
+        }
+        let fetched;
+        let key = match &self.keys {
+            Keys::Fixed(key) => key,
+            Keys::Jwks(jwks) => {
+                fetched = jwks.key(header.kid.as_deref(), self.algorithm).await?;
+                &fetched
+            }
+        };
+        match decode::<Claims>(token, key, &validation) {
             Ok(data) => Ok(data.claims.into()),
             Err(e) if matches!(e.kind(), ErrorKind::ExpiredSignature) => Err(AuthError::Expired),
             Err(_) => Err(AuthError::Invalid),
         }
     }
+}
+
+/// A JSON Web Key Set fetched from the issuer and cached.
+struct Jwks {
+    url: String,
+    client: reqwest::Client,
+    refresh: Duration,
+    min_interval: Duration,
+    state: tokio::sync::Mutex<JwksState>,
+}
+
+#[derive(Default)]
+struct JwksState {
+    /// `kid` (empty when the key has none) → key, for the pinned algorithm.
+    keys: HashMap<String, DecodingKey>,
+    fetched_at: Option<Instant>,
+    tried_at: Option<Instant>,
+}
+
+impl Jwks {
+    fn new(url: &str, cfg: &JwtConfig) -> Result<Self, JwtKeyError> {
+        let client = reqwest::Client::builder()
+            .timeout(JWKS_TIMEOUT)
+            .build()
+            .map_err(|e| JwtKeyError::Client(e.to_string()))?;
+        Ok(Self {
+            url: url.to_owned(),
+            client,
+            refresh: Duration::from_millis(cfg.jwks_refresh_ms),
+            min_interval: Duration::from_millis(cfg.jwks_min_interval_ms),
+            state: tokio::sync::Mutex::default(),
+        })
+    }
+
+    async fn key(&self, kid: Option<&str>, alg: Algorithm) -> Result<DecodingKey, AuthError> {
+        let mut state = self.state.lock().await;
+        let now = Instant::now();
+        let stale = state
+            .fetched_at
+            .is_none_or(|t| now.duration_since(t) >= self.refresh);
+        let may_fetch = state
+            .tried_at
+            .is_none_or(|t| now.duration_since(t) >= self.min_interval);
+        let lookup = |state: &JwksState| match kid {
+            Some(kid) => state.keys.get(kid).cloned(),
+            // A token without `kid` is served only by a set of one key.
+            None if state.keys.len() == 1 => state.keys.values().next().cloned(),
+            None => None,
+        };
+        if !stale && let Some(key) = lookup(&state) {
+            return Ok(key);
+        }
+        if may_fetch {
+            state.tried_at = Some(now);
+            match self.fetch(alg).await {
+                Ok(keys) => {
+                    state.keys = keys;
+                    state.fetched_at = Some(now);
+                }
+                Err(e) => {
+                    tracing::warn!(url = %self.url, error = %e, "cannot fetch the JWT key set");
+                    if state.fetched_at.is_none() {
+                        return Err(AuthError::KeysUnavailable);
+                    }
+                }
+            }
+        }
+        lookup(&state).ok_or(AuthError::Invalid)
+    }
+
+    async fn fetch(&self, alg: Algorithm) -> Result<HashMap<String, DecodingKey>, String> {
+        let response = self
+            .client
+            .get(&self.url)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .error_for_status()
+            .map_err(|e| e.to_string())?;
+        if response
+            .content_length()
+            .is_some_and(|n| n > JWKS_MAX_BYTES as u64)
+        {
+            return Err(format!("key set larger than {JWKS_MAX_BYTES} bytes"));
+        }
+        let body = response.bytes().await.map_err(|e| e.to_string())?;
+        if body.len() > JWKS_MAX_BYTES {
+            return Err(format!("key set larger than {JWKS_MAX_BYTES} bytes"));
+        }
+        let set: JwkSet = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+        let mut keys = HashMap::new();
+        for jwk in set.keys.iter().take(JWKS_MAX_KEYS) {
+            // Keys for encryption, or for another algorithm, are not ours.
+            if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
+                continue;
+            }
+            if let Some(key_alg) = jwk.common.key_algorithm
+                && !same_algorithm(key_alg, alg)
+            {
+                continue;
+            }
+            if let Ok(key) = DecodingKey::from_jwk(jwk) {
+                keys.insert(jwk.common.key_id.clone().unwrap_or_default(), key);
+            }
+        }
+        Ok(keys)
+    }
+}
+
+fn same_algorithm(key: KeyAlgorithm, alg: Algorithm) -> bool {
+    matches!(
+        (key, alg),
+        (KeyAlgorithm::RS256, Algorithm::RS256)
+            | (KeyAlgorithm::ES256, Algorithm::ES256)
+            | (KeyAlgorithm::EdDSA, Algorithm::EdDSA)
+            | (KeyAlgorithm::HS256, Algorithm::HS256)
+    )
 }
 
 #[cfg(test)]
@@ -68,28 +272,80 @@ mod tests {
         .expect("encodes")
     }
 
-    #[test]
-    fn accepts_valid_and_rejects_the_rest() {
+    #[tokio::test]
+    async fn accepts_valid_and_rejects_the_rest() {
         let v = JwtVerifier::hs256(b"s3cret");
+        let spec = AuthSpec::default();
         let p = v
-            .verify(&token(Algorithm::HS256, b"s3cret", now() + 60))
+            .verify(&token(Algorithm::HS256, b"s3cret", now() + 60), &spec)
+            .await
             .expect("valid");
         assert_eq!(
             (p.sub.as_str(), p.org.as_deref(), p.is_admin()),
             ("alice", Some("acme"), true)
         );
+        for bad in [
+            token(Algorithm::HS256, b"other", now() + 60),
+            token(Algorithm::HS512, b"s3cret", now() + 60),
+            "a.b.c".to_owned(),
+        ] {
+            assert!(matches!(
+                v.verify(&bad, &spec).await,
+                Err(AuthError::Invalid)
+            ));
+        }
         assert!(matches!(
-            v.verify(&token(Algorithm::HS256, b"other", now() + 60)),
-            Err(AuthError::Invalid)
-        ));
-        assert!(matches!(
-            v.verify(&token(Algorithm::HS512, b"s3cret", now() + 60)),
-            Err(AuthError::Invalid)
-        ));
-        assert!(matches!(
-            v.verify(&token(Algorithm::HS256, b"s3cret", now() - 600)),
+            v.verify(&token(Algorithm::HS256, b"s3cret", now() - 600), &spec)
+                .await,
             Err(AuthError::Expired)
         ));
-        assert!(matches!(v.verify("a.b.c"), Err(AuthError::Invalid)));
+    }
+
+    #[tokio::test]
+    async fn audience_and_issuer_are_checked_when_the_route_sets_them() {
+        #[derive(serde::Serialize)]
+        struct WithAud<'a> {
+            sub: &'a str,
+            exp: u64,
+            aud: &'a str,
+            iss: &'a str,
+        }
+        let v = JwtVerifier::hs256(b"k");
+        let signed = |aud: &str, iss: &str| {
+            let claims = WithAud {
+                sub: "a",
+                exp: now() + 60,
+                aud,
+                iss,
+            };
+            encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(b"k"),
+            )
+            .expect("encodes")
+        };
+        let mut spec = AuthSpec::default();
+        assert!(
+            v.verify(&signed("herald", "idp"), &spec).await.is_ok(),
+            "unchecked by default"
+        );
+        spec.audience = vec!["herald".into()];
+        spec.issuer = Some("https://idp".into());
+        assert!(
+            v.verify(&signed("herald", "https://idp"), &spec)
+                .await
+                .is_ok()
+        );
+        assert!(
+            v.verify(&signed("other", "https://idp"), &spec)
+                .await
+                .is_err()
+        );
+        assert!(
+            v.verify(&signed("herald", "https://evil"), &spec)
+                .await
+                .is_err()
+        );
     }
 }

@@ -20,7 +20,7 @@ use herald_shared::{Principal, Topic, hash_secret};
 use crate::config::AuthConfig;
 use crate::store::{Store, StoreError};
 
-pub use jwt::JwtVerifier;
+pub use jwt::{JwtKeyError, JwtVerifier};
 
 /// Why a connection was not authenticated. `reason()` is the metric label.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +33,8 @@ pub enum AuthError {
     Expired,
     #[error("credential store unavailable: {0}")]
     Store(#[from] StoreError),
+    #[error("the JWT key set could not be fetched")]
+    KeysUnavailable,
 }
 
 impl AuthError {
@@ -42,7 +44,7 @@ impl AuthError {
             Self::Missing => "Missing token",
             Self::Invalid => "Invalid token",
             Self::Expired => "Token expired",
-            Self::Store(_) => "Authentication unavailable",
+            Self::Store(_) | Self::KeysUnavailable => "Authentication unavailable",
         }
     }
 
@@ -52,6 +54,7 @@ impl AuthError {
             Self::Invalid => "invalid",
             Self::Expired => "expired",
             Self::Store(_) => "store_unavailable",
+            Self::KeysUnavailable => "keys_unavailable",
         }
     }
 }
@@ -118,7 +121,7 @@ impl RequestCredentials<'_> {
 
 #[derive(Clone)]
 pub struct Authenticator {
-    jwt: Option<JwtVerifier>,
+    jwt: Option<Arc<JwtVerifier>>,
     /// SHA-256 of the admin key; compared hash to hash so timing says nothing about the key.
     admin_key_hash: Option<String>,
     admin_user: String,
@@ -134,16 +137,13 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
-    pub fn new(config: &AuthConfig, store: Arc<dyn Store>) -> Self {
-        Self {
-            jwt: config
-                .jwt_secret
-                .as_ref()
-                .map(|s| JwtVerifier::hs256(s.expose().as_bytes())),
+    pub fn new(config: &AuthConfig, store: Arc<dyn Store>) -> Result<Self, JwtKeyError> {
+        Ok(Self {
+            jwt: JwtVerifier::from_config(&config.jwt, config.jwt_secret.as_ref())?.map(Arc::new),
             admin_key_hash: config.admin_key.as_ref().map(|k| hash_secret(k.expose())),
             admin_user: config.admin_user.clone(),
             store,
-        }
+        })
     }
 
     pub async fn authenticate(
@@ -158,7 +158,7 @@ impl Authenticator {
         else {
             return Err(AuthError::Missing);
         };
-        self.verify(&value, accept).await
+        self.verify(&value, accept, spec).await
     }
 
     /// Try one credential against the accepted kinds, in order.
@@ -166,18 +166,21 @@ impl Authenticator {
         &self,
         credential: &str,
         accept: &[CredentialKind],
+        spec: &AuthSpec,
     ) -> Result<Principal, AuthError> {
         let mut outcome = AuthError::Invalid;
         for kind in accept {
             let found = match kind {
                 CredentialKind::Jwt => match &self.jwt {
-                    Some(v) if credential.matches('.').count() == 2 => match v.verify(credential) {
-                        Ok(p) => Some(p),
-                        Err(e) => {
-                            outcome = e;
-                            None
+                    Some(v) if credential.matches('.').count() == 2 => {
+                        match v.verify(credential, spec).await {
+                            Ok(p) => Some(p),
+                            Err(e) => {
+                                outcome = e;
+                                None
+                            }
                         }
-                    },
+                    }
                     _ => None,
                 },
                 CredentialKind::AdminKey => self

@@ -70,6 +70,11 @@ impl Broker for MemoryBroker {
         futures_util::future::ready(Ok(())).boxed()
     }
 
+    fn cluster_topics(&self) -> BoxFuture<'_, Result<Vec<(String, u64)>, BrokerError>> {
+        let held = self.topics().iter().map(|t| (t.clone(), 1)).collect();
+        futures_util::future::ready(Ok(held)).boxed()
+    }
+
     fn is_ready(&self) -> bool {
         true
     }

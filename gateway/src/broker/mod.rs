@@ -57,6 +57,9 @@ pub trait Broker: Send + Sync + 'static {
         envelope: &'a Envelope,
         history: Option<&'a HistoryPolicy>,
     ) -> BoxFuture<'a, Result<(), BrokerError>>;
+    /// Topics some replica holds, with how many replicas hold each (what
+    /// the broker sees cluster-wide; one replica for the memory broker).
+    fn cluster_topics(&self) -> BoxFuture<'_, Result<Vec<(String, u64)>, BrokerError>>;
     /// Connected and subscribed to everything it should be.
     fn is_ready(&self) -> bool;
     /// Short name for logs and metrics (`memory`, `redis`).

@@ -445,6 +445,35 @@ impl Broker for RedisBroker {
         .boxed()
     }
 
+    fn cluster_topics(&self) -> BoxFuture<'_, Result<Vec<(String, u64)>, BrokerError>> {
+        async move {
+            let channels: Vec<String> = self
+                .commands
+                .pubsub_channels(self.keys.channel("*"))
+                .await
+                .map_err(unavailable)?;
+            if channels.is_empty() {
+                return Ok(Vec::new());
+            }
+            // NUMSUB answers a flat list: channel, count, channel, count, …
+            let counts: Vec<fred::types::Value> = self
+                .commands
+                .pubsub_numsub(channels)
+                .await
+                .map_err(unavailable)?;
+            Ok(counts
+                .chunks(2)
+                .filter_map(|pair| {
+                    let channel = pair.first()?.as_string()?;
+                    let topic = self.keys.topic_of_channel(&channel)?.to_owned();
+                    let n = pair.get(1)?.as_u64()?;
+                    Some((topic, n))
+                })
+                .collect())
+        }
+        .boxed()
+    }
+
     fn publish<'a>(
         &'a self,
         envelope: &'a Envelope,

@@ -117,6 +117,27 @@ impl Connection {
         Ok(())
     }
 
+    /// The backend took the channel `topic` away: leave it if joined.
+    /// Returns whether it was.
+    pub(crate) async fn drop_channel(
+        &self,
+        sub: &Arc<Subscriber>,
+        channels: &mut Channels,
+        topic: &str,
+    ) -> bool {
+        let Some(topic) = channels
+            .joined
+            .iter()
+            .find(|t| t.as_str() == topic)
+            .cloned()
+        else {
+            return false;
+        };
+        self.app.hub.leave(&topic, sub).await;
+        channels.forget(&topic);
+        true
+    }
+
     /// A grant matching `glob` was revoked: drop every channel it covered
     /// that nothing else (claims, other grants, admin) still allows. Returns
     /// how many were dropped.

@@ -21,6 +21,8 @@ pub enum CloseReason {
     HeartbeatTimeout,
     /// The client's queue overflowed (see the hub's slow-consumer policy).
     SlowConsumer,
+    /// The backend disconnected the user (`herald.disconnect`).
+    Disconnected,
     /// A write did not finish within `limits.write_timeout_ms`.
     WriteTimeout,
     /// The replica is shutting down.
@@ -56,6 +58,7 @@ impl CloseReason {
             Self::Flood => "flood",
             Self::HeartbeatTimeout => "heartbeat_timeout",
             Self::SlowConsumer => "slow_consumer",
+            Self::Disconnected => "disconnected",
             Self::WriteTimeout => "write_timeout",
             Self::Shutdown => "shutdown",
             Self::Unauthorized(_) => "unauthorized",
@@ -80,6 +83,7 @@ impl CloseReason {
                 None => (close_code::AWAY, "heartbeat timeout"),
             },
             Self::SlowConsumer => (profile.close.slow_consumer, "slow consumer"),
+            Self::Disconnected => (profile.close.disconnect, "disconnected by the server"),
             Self::Shutdown => (profile.close.shutdown, "server shutting down"),
             Self::Unauthorized(_) => (
                 profile.auth.failure_close_code,

@@ -26,7 +26,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
-use herald_shared::envelope::{CONTROL_RESYNC, CONTROL_REVOKE};
+use herald_shared::envelope::{
+    CONTROL_DISCONNECT, CONTROL_RESYNC, CONTROL_REVOKE, CONTROL_UNSUBSCRIBE,
+};
 use herald_shared::profile::{Command, UnknownFrame};
 use herald_shared::{Principal, Topic, now_ms};
 use serde_json::value::RawValue;
@@ -152,6 +154,9 @@ impl Connection {
                 return Err(CloseReason::Internal);
             }
         }
+        self.app
+            .hub
+            .register_principal(&self.principal.sub, &held.sub);
         Ok((topics, latest))
     }
 
@@ -159,6 +164,9 @@ impl Connection {
         if held.present {
             self.app.presence.leave(&held.holder).await;
         }
+        self.app
+            .hub
+            .forget_principal(&self.principal.sub, &held.sub);
         self.app.hub.leave_all(&held.sub).await;
         if let Some(key) = &held.lease {
             self.app.leases.release(key, &held.holder).await;
@@ -349,6 +357,20 @@ impl Connection {
             taken += 1;
             let env = &event.envelope;
             if env.is_control() {
+                if env.event_type == CONTROL_DISCONNECT {
+                    return Err(CloseReason::Disconnected);
+                }
+                if env.event_type == CONTROL_UNSUBSCRIBE
+                    && let Ok(data) = serde_json::from_str::<serde_json::Value>(env.data.get())
+                    && let Some(topic) = data.get("topic").and_then(|t| t.as_str())
+                    && self.drop_channel(sub, channels, topic).await
+                {
+                    frames.extend(
+                        self.profile
+                            .error_frame(Refusal::Forbidden("Unsubscribed by the server").error())
+                            .map(Outbound::plain),
+                    );
+                }
                 if env.event_type == CONTROL_RESYNC && self.profile.spec.snapshot.is_some() {
                     frames.extend(self.snapshot_frame().await.map(Outbound::plain));
                 }

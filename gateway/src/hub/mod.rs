@@ -9,6 +9,11 @@
 //! bounded queue; it never awaits, so one slow socket cannot stall the
 //! broker's read loop or the other sockets.
 //!
+//! Orders for a user wherever they are connected (disconnect, unsubscribe)
+//! arrive on the control topic, which every replica's hub holds
+//! ([`Hub::listen_control`]); the hub hands each to the local connections of
+//! the user named in it, found by the principal index sessions register in.
+//!
 //! Slow-consumer policy: when a connection's queue is full the event is
 //! dropped for that connection, counted, and the connection is told to close
 //! with its profile's `close.slow_consumer` code. The client reconnects and
@@ -22,6 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use parking_lot::{Mutex, MutexGuard, RwLock};
 
 use bytes::Bytes;
+use herald_shared::envelope::CONTROL_TOPIC;
 use herald_shared::{Envelope, Topic};
 use tokio::sync::{Notify, mpsc};
 
@@ -92,8 +98,13 @@ struct Shard {
     transitions: tokio::sync::Mutex<()>,
 }
 
+/// Principal `sub` → its local connections, for one shard of principals.
+type PrincipalShard = Mutex<HashMap<String, Vec<Arc<Subscriber>>>>;
+
 pub struct Hub {
     shards: Box<[Shard]>,
+    /// Principal `sub` → its local connections, sharded like topics.
+    principals: Box<[PrincipalShard]>,
     hasher: RandomState,
     broker: Arc<dyn Broker>,
     /// Number of distinct wire shapes: frame cache slots per [`SharedEvent`].
@@ -114,6 +125,7 @@ impl Hub {
     pub fn new(broker: Arc<dyn Broker>, shapes: usize) -> Arc<Self> {
         let hub = Arc::new(Self {
             shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+            principals: (0..SHARDS).map(|_| Mutex::default()).collect(),
             hasher: RandomState::new(),
             broker: Arc::clone(&broker),
             shapes,
@@ -201,6 +213,49 @@ impl Hub {
         false
     }
 
+    fn principal_shard(&self, sub: &str) -> &PrincipalShard {
+        &self.principals[self.hasher.hash_one(sub) as usize % self.principals.len()]
+    }
+
+    /// Make a connection reachable by orders addressed to its principal.
+    pub fn register_principal(&self, principal: &str, sub: &Arc<Subscriber>) {
+        self.principal_shard(principal)
+            .lock()
+            .entry(principal.to_owned())
+            .or_default()
+            .push(Arc::clone(sub));
+    }
+
+    /// Undo [`Hub::register_principal`].
+    pub fn forget_principal(&self, principal: &str, sub: &Arc<Subscriber>) {
+        let mut map = self.principal_shard(principal).lock();
+        if let Some(list) = map.get_mut(principal) {
+            list.retain(|s| s.id != sub.id);
+            if list.is_empty() {
+                map.remove(principal);
+            }
+        }
+    }
+
+    /// Hold the control topic for this replica (resubscribed after a broker
+    /// reconnect like every topic).
+    pub async fn listen_control(&self) -> Result<(), BrokerError> {
+        self.broker.subscribe(CONTROL_TOPIC).await
+    }
+
+    /// An order from the control topic: queue it to every local connection
+    /// of the principal named in `data.sub`, like an event.
+    fn route_order(&self, event: Arc<SharedEvent>) {
+        let Ok(order) = serde_json::from_str::<Order>(event.envelope.data.get()) else {
+            metrics::broker_invalid_message();
+            return;
+        };
+        let map = self.principal_shard(&order.sub).lock();
+        for sub in map.get(order.sub.as_str()).into_iter().flatten() {
+            offer(sub, Arc::clone(&event));
+        }
+    }
+
     /// Topics with at least one local subscriber, and how many each has.
     pub fn topic_counts(&self) -> Vec<(Topic, usize)> {
         self.shards
@@ -235,6 +290,9 @@ impl EventSink for Hub {
             }
         };
         let event = self.shared(envelope);
+        if topic == CONTROL_TOPIC {
+            return self.route_order(event);
+        }
         // Copies of one event on other topics of its audience that precede this
         // one serve the connections that joined those; see `Envelope::to`.
         let audience = event.envelope.audience();
@@ -249,16 +307,28 @@ impl EventSink for Hub {
             if !earlier.is_empty() && sub.joined_any(earlier) {
                 continue;
             }
-            match sub.tx.try_send(Arc::clone(&event)) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    metrics::dropped("slow_consumer");
-                    sub.mark_slow();
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => metrics::dropped("closed"),
-            }
+            offer(sub, Arc::clone(&event));
         }
     }
+}
+
+/// Queue an event to one connection without waiting: a full queue makes it
+/// a slow consumer.
+fn offer(sub: &Subscriber, event: Arc<SharedEvent>) {
+    match sub.tx.try_send(event) {
+        Ok(()) => {}
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            metrics::dropped("slow_consumer");
+            sub.mark_slow();
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => metrics::dropped("closed"),
+    }
+}
+
+/// Who an order on the control topic is for.
+#[derive(serde::Deserialize)]
+struct Order {
+    sub: String,
 }
 
 #[cfg(test)]

@@ -88,6 +88,19 @@ impl PresenceBackend for MemoryPresence {
         futures_util::future::ready(Ok(())).boxed()
     }
 
+    fn members<'a>(
+        &'a self,
+        topic: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        let n = self
+            .members
+            .lock()
+            .get(&format!("{topic}|{key}"))
+            .map_or(0, |set| set.len() as u64);
+        futures_util::future::ready(Ok(n)).boxed()
+    }
+
     fn leased(&self) -> bool {
         false
     }

@@ -50,6 +50,12 @@ pub trait PresenceBackend: Send + Sync + 'static {
     /// offline event of keys that empties. A no-op where members cannot outlive
     /// their process.
     fn sweep(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Live members of a key, on every replica.
+    fn members<'a>(
+        &'a self,
+        topic: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<u64, StoreError>>;
     /// Whether members must be renewed and swept periodically.
     fn leased(&self) -> bool;
 }
@@ -80,6 +86,11 @@ impl std::fmt::Debug for Presence {
 }
 
 impl Presence {
+    /// Live members of a key across every replica.
+    pub async fn members(&self, topic: &str, key: &str) -> Result<u64, StoreError> {
+        self.backend.members(topic, key).await
+    }
+
     /// Renew and sweep every `every` (a third of the shortest lease) when
     /// the backend leases its members.
     pub fn start(

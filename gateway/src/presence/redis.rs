@@ -177,6 +177,26 @@ impl PresenceBackend for RedisPresence {
         .boxed()
     }
 
+    fn members<'a>(
+        &'a self,
+        topic: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        async move {
+            // Members whose lease has not run out (a dead replica's linger
+            // until the next sweep; they are not counted).
+            self.client
+                .zcount::<u64, _>(
+                    self.keys.presence(topic, key),
+                    now_ms() as f64,
+                    f64::INFINITY,
+                )
+                .await
+                .map_err(unavailable)
+        }
+        .boxed()
+    }
+
     fn leased(&self) -> bool {
         true
     }

@@ -1,21 +1,25 @@
-//! Embedded-mode store: credentials from the config file; snapshots,
-//! idempotency keys and leases in process memory; no grants.
+//! Embedded-mode store, all in process memory: credentials from the config
+//! file plus those added through the server API, snapshots, grants,
+//! idempotency keys and leases. Resources are not checked (every resource
+//! exists) and nothing is kept across restarts.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{BTreeSet, HashMap};
 
 use futures_util::future::{BoxFuture, FutureExt, ready};
 use herald_shared::Principal;
 use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
-use super::{Store, StoreError};
+use super::{Credential, Store, StoreError};
 use crate::config::{AuthConfig, StoredCredential};
 
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    api_keys: HashMap<String, Principal>,
-    sessions: HashMap<String, Principal>,
+    /// Key hash → principal and expiry (none for configured ones).
+    api_keys: Mutex<HashMap<String, (Principal, Option<Instant>)>>,
+    sessions: Mutex<HashMap<String, (Principal, Option<Instant>)>>,
+    grants: Mutex<HashMap<String, BTreeSet<String>>>,
     /// One process: a lease lasts until released, never expires.
     leases: Mutex<HashMap<String, String>>,
     snapshots: Mutex<HashMap<String, String>>,
@@ -33,11 +37,32 @@ fn principal(c: &StoredCredential) -> (String, Principal) {
     (c.sha256.clone(), p)
 }
 
+/// The principal of a credential that has not expired.
+fn live(table: &HashMap<String, (Principal, Option<Instant>)>, hash: &str) -> Option<Principal> {
+    let now = Instant::now();
+    match table.get(hash) {
+        Some((p, until)) if until.is_none_or(|u| u > now) => Some(p.clone()),
+        _ => None,
+    }
+}
+
 impl MemoryStore {
     pub fn from_config(auth: &AuthConfig) -> Self {
         Self {
-            api_keys: auth.api_keys.iter().map(principal).collect(),
-            sessions: auth.sessions.iter().map(principal).collect(),
+            api_keys: Mutex::new(
+                auth.api_keys
+                    .iter()
+                    .map(principal)
+                    .map(|(h, p)| (h, (p, None)))
+                    .collect(),
+            ),
+            sessions: Mutex::new(
+                auth.sessions
+                    .iter()
+                    .map(principal)
+                    .map(|(h, p)| (h, (p, None)))
+                    .collect(),
+            ),
             ..Self::default()
         }
     }
@@ -48,14 +73,14 @@ impl Store for MemoryStore {
         &'a self,
         key_hash: &'a str,
     ) -> BoxFuture<'a, Result<Option<Principal>, StoreError>> {
-        ready(Ok(self.api_keys.get(key_hash).cloned())).boxed()
+        ready(Ok(live(&self.api_keys.lock(), key_hash))).boxed()
     }
 
     fn session<'a>(
         &'a self,
         token_hash: &'a str,
     ) -> BoxFuture<'a, Result<Option<Principal>, StoreError>> {
-        ready(Ok(self.sessions.get(token_hash).cloned())).boxed()
+        ready(Ok(live(&self.sessions.lock(), token_hash))).boxed()
     }
 
     fn snapshot<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<Option<String>, StoreError>> {
@@ -107,8 +132,73 @@ impl Store for MemoryStore {
         ready(Ok(())).boxed()
     }
 
-    fn grants<'a>(&'a self, _user: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
-        ready(Ok(Vec::new())).boxed()
+    fn grants<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+        let grants = self
+            .grants
+            .lock()
+            .get(user)
+            .map(|g| g.iter().cloned().collect());
+        ready(Ok(grants.unwrap_or_default())).boxed()
+    }
+
+    fn put_credential<'a>(
+        &'a self,
+        kind: Credential,
+        hash: &'a str,
+        principal: &'a Principal,
+        ttl_ms: Option<u64>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let until = ttl_ms.map(|ms| Instant::now() + Duration::from_millis(ms));
+        let table = match kind {
+            Credential::ApiKey => &self.api_keys,
+            Credential::Session => &self.sessions,
+        };
+        table
+            .lock()
+            .insert(hash.to_owned(), (principal.clone(), until));
+        ready(Ok(())).boxed()
+    }
+
+    fn remove_credential<'a>(
+        &'a self,
+        kind: Credential,
+        hash: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        match kind {
+            Credential::ApiKey => drop(self.api_keys.lock().remove(hash)),
+            Credential::Session => drop(self.sessions.lock().remove(hash)),
+        }
+        ready(Ok(())).boxed()
+    }
+
+    fn set_grant<'a>(
+        &'a self,
+        user: &'a str,
+        glob: &'a str,
+        granted: bool,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let mut grants = self.grants.lock();
+        if granted {
+            grants
+                .entry(user.to_owned())
+                .or_default()
+                .insert(glob.to_owned());
+        } else if let Some(set) = grants.get_mut(user) {
+            set.remove(glob);
+            if set.is_empty() {
+                grants.remove(user);
+            }
+        }
+        ready(Ok(())).boxed()
+    }
+
+    /// Embedded mode does not check resources, so there is nothing to record.
+    fn set_resource<'a>(
+        &'a self,
+        _topic: &'a str,
+        _registered: bool,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        ready(Ok(())).boxed()
     }
 
     fn lease_acquire<'a>(

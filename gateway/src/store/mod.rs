@@ -19,6 +19,13 @@ pub enum StoreError {
     Corrupt { key: String, reason: String },
 }
 
+/// The two kinds of stored end-user credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    ApiKey,
+    Session,
+}
+
 pub trait Store: Send + Sync + 'static {
     /// The principal of an API key, by the key's SHA-256.
     fn api_key<'a>(
@@ -92,6 +99,35 @@ pub trait Store: Send + Sync + 'static {
         value: &'a str,
         ttl_ms: u64,
     ) -> BoxFuture<'a, Result<Option<String>, StoreError>>;
+    /// Store an end-user credential by its SHA-256 (what
+    /// `Publisher::add_api_key` / `add_session` write); sessions expire
+    /// after `ttl_ms`.
+    fn put_credential<'a>(
+        &'a self,
+        kind: Credential,
+        hash: &'a str,
+        principal: &'a Principal,
+        ttl_ms: Option<u64>,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Delete an end-user credential by its SHA-256.
+    fn remove_credential<'a>(
+        &'a self,
+        kind: Credential,
+        hash: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Add (or, with `granted` false, remove) a topic glob a user may subscribe to.
+    fn set_grant<'a>(
+        &'a self,
+        user: &'a str,
+        glob: &'a str,
+        granted: bool,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Register (or unregister) a resource topic.
+    fn set_resource<'a>(
+        &'a self,
+        topic: &'a str,
+        registered: bool,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
     /// Forget an idempotency key if it still holds `value` (the work it
     /// guarded failed, so a retry must do it).
     fn release_claim<'a>(

@@ -4,10 +4,11 @@ use fred::interfaces::{KeysInterface, LuaInterface, SetsInterface, StreamsInterf
 use std::collections::HashMap;
 
 use fred::prelude::Client;
+use fred::types::Expiration;
 use futures_util::future::{BoxFuture, FutureExt};
 use herald_shared::{Keys, Principal, history};
 
-use super::{Store, StoreError};
+use super::{Credential, Store, StoreError};
 
 #[derive(Debug)]
 pub struct RedisStore {
@@ -134,6 +135,88 @@ impl Store for RedisStore {
                 .await
                 .map(drop)
                 .map_err(unavailable)
+        }
+        .boxed()
+    }
+
+    fn put_credential<'a>(
+        &'a self,
+        kind: Credential,
+        hash: &'a str,
+        principal: &'a Principal,
+        ttl_ms: Option<u64>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        async move {
+            let json = serde_json::to_string(principal).map_err(|e| StoreError::Corrupt {
+                key: hash.to_owned(),
+                reason: e.to_string(),
+            })?;
+            let key = match kind {
+                Credential::ApiKey => self.keys.api_key(hash),
+                Credential::Session => self.keys.session(hash),
+            };
+            let expiry =
+                ttl_ms.map(|ms| Expiration::PX(i64::try_from(ms.max(1)).unwrap_or(i64::MAX)));
+            self.client
+                .set::<(), _, _>(key, json, expiry, None, false)
+                .await
+                .map_err(unavailable)
+        }
+        .boxed()
+    }
+
+    fn remove_credential<'a>(
+        &'a self,
+        kind: Credential,
+        hash: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        async move {
+            let key = match kind {
+                Credential::ApiKey => self.keys.api_key(hash),
+                Credential::Session => self.keys.session(hash),
+            };
+            self.client
+                .del::<i64, _>(key)
+                .await
+                .map(drop)
+                .map_err(unavailable)
+        }
+        .boxed()
+    }
+
+    fn set_grant<'a>(
+        &'a self,
+        user: &'a str,
+        glob: &'a str,
+        granted: bool,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        async move {
+            let key = self.keys.acl(user);
+            let changed = if granted {
+                self.client.sadd::<i64, _, _>(key, glob).await
+            } else {
+                self.client.srem::<i64, _, _>(key, glob).await
+            };
+            changed.map(drop).map_err(unavailable)
+        }
+        .boxed()
+    }
+
+    fn set_resource<'a>(
+        &'a self,
+        topic: &'a str,
+        registered: bool,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        async move {
+            let key = self.keys.resource(topic);
+            let done = if registered {
+                self.client
+                    .set::<(), _, _>(key, "1", None, None, false)
+                    .await
+            } else {
+                self.client.del::<i64, _>(key).await.map(drop)
+            };
+            done.map_err(unavailable)
         }
         .boxed()
     }
