@@ -16,6 +16,7 @@ use crate::presence::memory::MemoryPresence;
 use crate::presence::redis::RedisPresence;
 use crate::store::Store;
 use crate::store::memory::MemoryStore;
+use crate::store::memory_history::MemoryHistory;
 use crate::store::redis::RedisStore;
 
 /// One implementation per seam.
@@ -37,10 +38,12 @@ impl Backends {
     pub fn from_config(config: &Config) -> Result<Self, BrokerError> {
         if config.redis.url.is_empty() {
             tracing::info!("embedded in-memory broker (single replica)");
-            let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::new());
+            let history = Arc::new(MemoryHistory::default());
+            let broker: Arc<dyn Broker> =
+                Arc::new(MemoryBroker::with_history(Arc::clone(&history)));
             return Ok(Self {
                 presence: Arc::new(MemoryPresence::new(Arc::clone(&broker))),
-                store: Arc::new(MemoryStore::from_config(&config.auth)),
+                store: Arc::new(MemoryStore::from_config(&config.auth, history)),
                 broker,
             });
         }

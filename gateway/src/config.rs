@@ -28,6 +28,7 @@ pub mod env {
     pub const DRAIN_MS: &str = "HERALD_DRAIN_MS";
     pub const UNREADY_MS: &str = "HERALD_UNREADY_MS";
     pub const API_KEY: &str = "HERALD_API_KEY";
+    pub const API_LISTEN: &str = "HERALD_API_LISTEN";
 }
 
 /// Why the configuration was refused.
@@ -314,9 +315,12 @@ pub enum JwtAlgorithm {
 // Every field defaults, from `Default` below: the one place defaults live.
 #[serde(default, deny_unknown_fields)]
 pub struct ApiConfig {
-    /// Serve the API on the main listener. Default true; without a key
-    /// (`HERALD_API_KEY` or `api.keys`) every request is refused.
+    /// Serve the API. Default true; without a key (`HERALD_API_KEY` or
+    /// `api.keys`) every request is refused.
     pub enabled: bool,
+    /// Serve it on this address of its own instead of the main listener
+    /// (keep the API off the public port). `HERALD_API_LISTEN`.
+    pub listen: Option<SocketAddr>,
     /// Path prefix of every endpoint. Default `/herald/v1`.
     pub prefix: String,
     /// Largest request body, in bytes. Default 1 MiB.
@@ -336,6 +340,7 @@ impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             enabled: true,
+            listen: None,
             prefix: "/herald/v1".to_owned(),
             max_body_bytes: 1024 * 1024,
             max_batch: 1000,
@@ -469,6 +474,12 @@ impl Config {
         self.auth.jwt_secret = env(env::JWT_SECRET).filter(|s| !s.is_empty()).map(Secret);
         self.auth.admin_key = env(env::ADMIN_KEY).filter(|s| !s.is_empty()).map(Secret);
         self.api.operator_key = env(env::API_KEY).filter(|s| !s.is_empty()).map(Secret);
+        if let Some(v) = env(env::API_LISTEN).filter(|v| !v.is_empty()) {
+            self.api.listen = Some(v.parse().map_err(|e| ConfigError::Env {
+                var: env::API_LISTEN,
+                reason: format!("`{v}` is not HOST:PORT ({e})"),
+            })?);
+        }
         Ok(())
     }
 
@@ -586,6 +597,16 @@ impl Config {
                 ),
             );
         }
+        if self
+            .api
+            .listen
+            .is_some_and(|a| a == self.listen && a.port() != 0)
+        {
+            return invalid(
+                "api.listen",
+                "must differ from `listen` (leave it unset to serve the API there)".to_owned(),
+            );
+        }
         if self.api.max_body_bytes < 1024 {
             return invalid("api.max_body_bytes", "must be at least 1024".to_owned());
         }
@@ -625,6 +646,7 @@ impl Config {
                 reason: e.reason,
             })?;
             let under_api = self.api.enabled
+                && self.api.listen.is_none()
                 && (p.path == *prefix || p.path.starts_with(&format!("{prefix}/")));
             if matches!(p.path.as_str(), "/healthz" | "/readyz" | "/metrics") || under_api {
                 return invalid(
@@ -653,6 +675,7 @@ impl Config {
     pub fn development_mode(&mut self) -> Option<DevelopmentSecrets> {
         let unconfigured = self.redis.url.is_empty()
             && self.listen.ip().is_loopback()
+            && self.api.listen.is_none_or(|a| a.ip().is_loopback())
             && self.auth.admin_key.is_none()
             && self.auth.jwt_secret.is_none()
             && self.auth.jwt.algorithm == JwtAlgorithm::Hs256

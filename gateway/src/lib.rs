@@ -74,10 +74,12 @@ pub enum RunError {
     Jwt(#[from] auth::JwtKeyError),
 }
 
-/// Serve until `signal` resolves, then drain and return.
+/// Serve until `signal` resolves, then drain and return. `api_listener`
+/// serves the server API on its own address (`api.listen`).
 pub async fn run(
     config: Config,
     listener: TcpListener,
+    api_listener: Option<TcpListener>,
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     let prometheus = match metrics::install() {
@@ -146,13 +148,23 @@ pub async fn run(
     let app = router::router(Arc::clone(&state));
     let drain_state = Arc::clone(&state);
     let stop = CancellationToken::new();
+    let head_timeout = Duration::from_millis(state.config.limits.handshake_timeout_ms);
     let accept = tokio::spawn(server::serve(
         listener,
         app,
-        Duration::from_millis(state.config.limits.handshake_timeout_ms),
+        head_timeout,
         stop.clone(),
         state.shutdown.tracker().clone(),
     ));
+    let api_accept = api_listener.map(|l| {
+        tokio::spawn(server::serve(
+            l,
+            router::api_router(Arc::clone(&state)),
+            head_timeout,
+            stop.clone(),
+            state.shutdown.tracker().clone(),
+        ))
+    });
     signal.await;
     // Not ready first, still serving, so balancers polling readiness move
     // away; then stop accepting (new connections are refused) and drain.
@@ -160,6 +172,9 @@ pub async fn run(
     tokio::time::sleep(Duration::from_millis(state.config.shutdown.unready_ms)).await;
     stop.cancel();
     let _ = accept.await;
+    if let Some(a) = api_accept {
+        let _ = a.await;
+    }
     drain_state.shutdown.begin();
     state.shutdown.wait().await;
     tracing::info!("stopped");

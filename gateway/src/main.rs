@@ -48,15 +48,33 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let api_listener = match config.api.listen.filter(|_| config.api.enabled) {
+        Some(at) => Some(
+            tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("cannot listen on {at} (api.listen)"))?,
+        ),
+        None => None,
+    };
+    let api_addr = match &api_listener {
+        Some(l) => l.local_addr()?,
+        None => addr,
+    };
     let signal = herald_gateway::shutdown::signal().context("cannot install signal handlers")?;
     if let Some(dev) = config.development_mode() {
         tracing::warn!("DEVELOPMENT MODE: credentials generated for this run only");
-        println!("{}", development_banner(&dev, addr, &config.api.prefix));
+        println!(
+            "{}",
+            development_banner(&dev, addr, api_addr, &config.api.prefix)
+        );
     }
     // One stable line on stdout, so supervisors and tests learn the bound port.
+    if api_listener.is_some() {
+        println!("herald-gateway server API on {api_addr}");
+    }
     println!("herald-gateway listening on {addr}");
     tracing::info!(%addr, profiles = config.profiles().len(), "listening");
-    herald_gateway::run(config, listener, signal).await?;
+    herald_gateway::run(config, listener, api_listener, signal).await?;
     Ok(())
 }
 
@@ -91,6 +109,7 @@ fn init_tracing(format: LogFormat) {
 fn development_banner(
     dev: &DevelopmentSecrets,
     addr: std::net::SocketAddr,
+    api_addr: std::net::SocketAddr,
     prefix: &str,
 ) -> String {
     let (admin, jwt, api) = (
@@ -109,7 +128,7 @@ Connect a client (docsfy's API, as the admin user):
   websocat 'ws://{addr}/api/ws?token={admin}'
 Publish to it:
   curl -sS -H 'Authorization: Bearer {api}' -H 'Content-Type: application/json' \\
-    -d '{{\"to\":[\"user:admin\"],\"type\":\"progress\",\"data\":{{\"step\":1}}}}' http://{addr}{prefix}/publish
-  heraldctl --http http://{addr}{prefix} --api-key {api} publish --to user:admin --type progress --data '{{\"step\":1}}'"
+    -d '{{\"to\":[\"user:admin\"],\"type\":\"progress\",\"data\":{{\"step\":1}}}}' http://{api_addr}{prefix}/publish
+  heraldctl --http http://{api_addr}{prefix} --api-key {api} publish --to user:admin --type progress --data '{{\"step\":1}}'"
     )
 }

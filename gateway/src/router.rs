@@ -37,10 +37,18 @@ pub fn router(state: Arc<AppState>) -> Router {
             }),
         );
     }
-    if state.config.api.enabled {
+    if state.config.api.enabled && state.config.api.listen.is_none() {
         router = router.nest(&state.config.api.prefix, crate::api::router(&state));
     }
     router.with_state(state)
+}
+
+/// The server API alone, for its own listener (`api.listen`).
+pub fn api_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .nest(&state.config.api.prefix, crate::api::router(&state))
+        .with_state(state)
 }
 
 async fn readyz(State(app): State<Arc<AppState>>) -> impl IntoResponse {

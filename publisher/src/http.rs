@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::{EventId, Topic};
+use crate::{EventId, Principal, Topic};
 
 /// Why a server-API call failed.
 #[derive(Debug, thiserror::Error)]
@@ -149,6 +149,180 @@ impl HttpPublisher {
             .send()
             .await?;
         checked(response).await.map(drop)
+    }
+}
+
+impl HttpPublisher {
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<reqwest::Response, HttpError> {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        checked(request.send().await?).await
+    }
+
+    /// Register a resource so routes with `resource` serve it.
+    ///
+    /// ```no_run
+    /// # async fn demo(p: herald_publisher::HttpPublisher) -> Result<(), Box<dyn std::error::Error>> {
+    /// p.register_resource(&herald_publisher::Topic::resource("workflow-run", "42")?).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn register_resource(&self, topic: &Topic) -> Result<(), HttpError> {
+        let path = format!("/resources/{}", topic.as_str());
+        self.send(reqwest::Method::PUT, &path, None).await.map(drop)
+    }
+
+    /// Unregister a resource.
+    ///
+    /// ```no_run
+    /// # async fn demo(p: herald_publisher::HttpPublisher) -> Result<(), Box<dyn std::error::Error>> {
+    /// p.unregister_resource(&herald_publisher::Topic::resource("workflow-run", "42")?).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn unregister_resource(&self, topic: &Topic) -> Result<(), HttpError> {
+        let path = format!("/resources/{}", topic.as_str());
+        self.send(reqwest::Method::DELETE, &path, None)
+            .await
+            .map(drop)
+    }
+
+    /// Register an end-user API key (stored as its SHA-256) for a principal;
+    /// `ttl` makes it expire.
+    ///
+    /// ```no_run
+    /// # async fn demo(p: herald_publisher::HttpPublisher) -> Result<(), herald_publisher::HttpError> {
+    /// p.add_api_key("k-alice", &herald_publisher::Principal::new("alice"), None).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn add_api_key(
+        &self,
+        key: &str,
+        principal: &Principal,
+        ttl: Option<Duration>,
+    ) -> Result<(), HttpError> {
+        self.add_credential("api-keys", key, principal, ttl).await
+    }
+
+    /// Remove an end-user API key.
+    ///
+    /// ```no_run
+    /// # async fn demo(p: herald_publisher::HttpPublisher) -> Result<(), herald_publisher::HttpError> {
+    /// p.remove_api_key("k-alice").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn remove_api_key(&self, key: &str) -> Result<(), HttpError> {
+        self.remove_credential("api-keys", key).await
+    }
+
+    /// Register a session token (stored as its SHA-256), expiring after `ttl`.
+    ///
+    /// ```no_run
+    /// # async fn demo(p: herald_publisher::HttpPublisher) -> Result<(), herald_publisher::HttpError> {
+    /// use std::time::Duration;
+    /// p.add_session("s-1", &herald_publisher::Principal::new("alice"), Duration::from_secs(3600)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn add_session(
+        &self,
+        token: &str,
+        principal: &Principal,
+        ttl: Duration,
+    ) -> Result<(), HttpError> {
+        self.add_credential("sessions", token, principal, Some(ttl))
+            .await
+    }
+
+    /// Remove a session token.
+    ///
+    /// ```no_run
+    /// # async fn demo(p: herald_publisher::HttpPublisher) -> Result<(), herald_publisher::HttpError> {
+    /// p.remove_session("s-1").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn remove_session(&self, token: &str) -> Result<(), HttpError> {
+        self.remove_credential("sessions", token).await
+    }
+
+    async fn add_credential(
+        &self,
+        kind: &str,
+        secret: &str,
+        principal: &Principal,
+        ttl: Option<Duration>,
+    ) -> Result<(), HttpError> {
+        let body = serde_json::json!({
+            "secret": secret,
+            "sub": principal.sub,
+            "org": principal.org,
+            "roles": principal.roles,
+            "topics": principal.topics,
+            "ttl_ms": ttl.map(|t| t.as_millis().max(1) as u64),
+        });
+        let path = format!("/credentials/{kind}");
+        self.send(reqwest::Method::POST, &path, Some(body))
+            .await
+            .map(drop)
+    }
+
+    async fn remove_credential(&self, kind: &str, secret: &str) -> Result<(), HttpError> {
+        let path = format!("/credentials/{kind}/remove");
+        let body = serde_json::json!({ "secret": secret });
+        self.send(reqwest::Method::POST, &path, Some(body))
+            .await
+            .map(drop)
+    }
+
+    /// Let a user subscribe to channels matching a topic glob.
+    ///
+    /// ```no_run
+    /// # async fn demo(p: herald_publisher::HttpPublisher) -> Result<(), herald_publisher::HttpError> {
+    /// p.grant("bob", "res:channel:acme:*").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn grant(&self, user: &str, topic_glob: &str) -> Result<(), HttpError> {
+        let body = serde_json::json!({ "topic": topic_glob });
+        let path = format!("/users/{user}/grants");
+        self.send(reqwest::Method::POST, &path, Some(body))
+            .await
+            .map(drop)
+    }
+
+    /// Remove a grant; live connections drop the channels it covered.
+    ///
+    /// ```no_run
+    /// # async fn demo(p: herald_publisher::HttpPublisher) -> Result<(), herald_publisher::HttpError> {
+    /// p.revoke("bob", "res:channel:acme:*").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn revoke(&self, user: &str, topic_glob: &str) -> Result<(), HttpError> {
+        let body = serde_json::json!({ "topic": topic_glob });
+        let path = format!("/users/{user}/revoke");
+        self.send(reqwest::Method::POST, &path, Some(body))
+            .await
+            .map(drop)
+    }
+
+    /// Close every connection of a user, on every replica.
+    ///
+    /// ```no_run
+    /// # async fn demo(p: herald_publisher::HttpPublisher) -> Result<(), herald_publisher::HttpError> {
+    /// p.disconnect("mallory").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn disconnect(&self, user: &str) -> Result<(), HttpError> {
+        let path = format!("/users/{user}/disconnect");
+        self.send(reqwest::Method::POST, &path, None)
+            .await
+            .map(drop)
     }
 }
 

@@ -9,7 +9,12 @@ use fred::interfaces::ClientLike;
 use herald_gateway::broker::memory::MemoryBroker;
 use herald_gateway::broker::redis::{self, RedisBroker};
 use herald_gateway::broker::{Broker, EventSink};
+use herald_gateway::config::AuthConfig;
+use herald_gateway::store::Store;
+use herald_gateway::store::memory::MemoryStore;
+use herald_gateway::store::memory_history::MemoryHistory;
 use herald_gateway::store::redis::RedisStore;
+use herald_shared::envelope::parse_offset;
 use herald_shared::{Envelope, HistoryPolicy, Keys, Topic};
 use herald_tests::{EVENT_TIMEOUT, RedisServer, wait_until};
 use serde_json::value::RawValue;
@@ -52,10 +57,7 @@ fn pair(topic: &str, id: &str) -> (String, String) {
     (topic.to_owned(), id.to_owned())
 }
 
-async fn conformance(
-    broker: Arc<dyn Broker>,
-    last_offset: impl FnOnce(Option<String>),
-) -> Result<()> {
+async fn conformance(broker: Arc<dyn Broker>, store: Arc<dyn Store>) -> Result<()> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let sink: Arc<dyn EventSink> = Arc::new(Recorder(tx));
     broker.attach(Arc::downgrade(&sink) as Weak<dyn EventSink>);
@@ -85,25 +87,50 @@ async fn conformance(
         assert_eq!(next_id(&mut rx).await?, pair("user:b", &i.to_string()));
     }
 
-    // Publishing through history delivers the event whole; a broker that
-    // keeps history adds the offset (checked per backend below).
+    // Publishing through history delivers the event whole with its offset,
+    // and the store seam reads it back (without offset) at that offset.
+    let policy = HistoryPolicy::default();
     broker
-        .publish(&event("user:b", "kept"), Some(&HistoryPolicy::default()))
+        .publish(&event("user:b", "kept"), Some(&policy))
         .await?;
     let (topic, payload) = next(&mut rx).await?;
     let env = Envelope::decode(&payload)?;
     assert_eq!((topic.as_str(), env.id.as_str()), ("user:b", "kept"));
     assert_eq!(env.data.get(), r#"{"n":"kept"}"#);
-    last_offset(env.offset);
+    let offset = env
+        .offset
+        .context("the published copy carries its offset")?;
+    assert!(parse_offset(&offset).is_some(), "offset {offset} is ms-seq");
+    let last = store.history_last("user:b", 1).await?;
+    assert_eq!(last.len(), 1, "{last:?}");
+    assert_eq!(last[0].0, offset);
+    assert!(
+        last[0].1.contains(r#""id":"kept""#) && !last[0].1.contains("offset"),
+        "{last:?}"
+    );
+    // Offsets grow with publish order; replay after one gives the rest.
+    broker
+        .publish(&event("user:b", "kept-2"), Some(&policy))
+        .await?;
+    let second = Envelope::decode(&next(&mut rx).await?.1)?;
+    let second_offset = second.offset.context("offset")?;
+    assert!(parse_offset(&second_offset) > parse_offset(&offset));
+    let after = store.history_after("user:b", &offset, 10).await?;
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].0, second_offset);
+    assert_eq!(store.history_oldest("user:b").await?, Some(offset));
     drop(sink);
     Ok(())
 }
 
 #[tokio::test]
 async fn memory_broker_conforms() -> Result<()> {
-    conformance(Arc::new(MemoryBroker::new()), |offset| {
-        assert_eq!(offset, None, "one process keeps no history");
-    })
+    let history = Arc::new(MemoryHistory::default());
+    let store = MemoryStore::from_config(&AuthConfig::default(), Arc::clone(&history));
+    conformance(
+        Arc::new(MemoryBroker::with_history(history)),
+        Arc::new(store),
+    )
     .await
 }
 
@@ -113,16 +140,9 @@ async fn redis_broker_conforms() -> Result<()> {
     let keys = Keys::new("conformance");
     let client = redis::builder(&redis.url())?.build()?;
     client.init().await?;
-    let history = Arc::new(RedisStore::new(client, keys.clone()));
-    let broker = RedisBroker::start(&redis.url(), keys, history)?;
-    conformance(broker, |offset| {
-        let offset = offset.expect("history gives the published copy its offset");
-        assert!(
-            herald_shared::envelope::parse_offset(&offset).is_some(),
-            "offset {offset} is a stream id"
-        );
-    })
-    .await?;
+    let store: Arc<dyn Store> = Arc::new(RedisStore::new(client, keys.clone()));
+    let broker = RedisBroker::start(&redis.url(), keys, Arc::clone(&store))?;
+    conformance(broker, store).await?;
     // The history holds the event without offset, under the topic's key.
     let entries = redis
         .cli(&[

@@ -84,6 +84,49 @@ async fn a_first_run_prints_development_credentials_that_work_end_to_end() -> Re
 }
 
 #[tokio::test]
+async fn the_embedded_broker_keeps_history_for_resume() -> Result<()> {
+    let gw = Gateway::start(GatewayOptions {
+        env: vec![("HERALD_API_KEY".into(), "embedded-api-key".into())],
+        ..Default::default()
+    })
+    .await?;
+    let api = herald_publisher::HttpPublisher::new(
+        &format!("http://{}/herald/v1", gw.addr),
+        "embedded-api-key",
+    )?;
+    let run = [Topic::resource("workflow-run", "e1")?];
+    for n in 0..3 {
+        api.publish(&run, "step_log", &json!({"line": n}), None)
+            .await?;
+    }
+    // A viewer opening mid-run gets the run so far (resume.replay_last),
+    // each frame with its offset; one reconnecting from the first offset
+    // gets the rest.
+    let token = jwt("ops", None, &["admin"], unix_now() + 600);
+    let url = |since: &str| {
+        gw.ws_url(&format!(
+            "/api/v1/workflow-runs/e1/stream?token={token}{since}"
+        ))
+    };
+    let mut viewer = WsClient::connect(&url("")).await?;
+    let mut offsets = Vec::new();
+    for n in 0..3 {
+        let frame = viewer.next_json().await?;
+        assert_eq!(frame["line"], n, "{frame}");
+        offsets.push(frame["offset"].as_str().unwrap_or_default().to_owned());
+    }
+    let mut resumed = WsClient::connect(&url(&format!("&since={}", offsets[0]))).await?;
+    for n in 1..3 {
+        let frame = resumed.next_json().await?;
+        assert_eq!(
+            (frame["line"].clone(), frame["offset"].clone()),
+            (json!(n), json!(offsets[n as usize]))
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
 async fn configured_runs_generate_nothing() -> Result<()> {
     let with_a_secret = Gateway::start(GatewayOptions {
         no_secrets: true,

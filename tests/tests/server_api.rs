@@ -759,3 +759,94 @@ async fn credentials_resources_presence_and_cluster_listings() -> Result<()> {
     drop(carol);
     Ok(())
 }
+
+#[tokio::test]
+async fn the_api_on_a_listener_of_its_own_and_heraldctl_over_it() -> Result<()> {
+    let c = Cluster::start(1, None).await?;
+    let gw = herald_tests::Gateway::start(herald_tests::GatewayOptions {
+        redis_url: Some(c.redis.url()),
+        env: vec![
+            ("HERALD_API_LISTEN".into(), "127.0.0.1:0".into()),
+            ("HERALD_API_KEY".into(), ADMIN_API_KEY.into()),
+        ],
+        ..Default::default()
+    })
+    .await?;
+    let api_addr = gw
+        .banner
+        .iter()
+        .find_map(|l| l.strip_prefix("herald-gateway server API on "))
+        .map(str::to_owned)
+        .context("the API address is printed")?;
+    assert_ne!(api_addr, gw.addr);
+    let (status, _) = herald_tests::http_get(&gw.addr, "/herald/v1/openapi.json").await?;
+    assert_eq!(status, 404, "not on the main listener");
+    let base = format!("http://{api_addr}/herald/v1");
+
+    // heraldctl over the API: a key, a grant, a publish.
+    let heraldctl = |args: &[&str]| {
+        let mut cmd = tokio::process::Command::new(
+            herald_tests::gateway_binary().with_file_name("heraldctl"),
+        );
+        cmd.env_clear()
+            .args(["--http", &base, "--api-key", ADMIN_API_KEY])
+            .args(args);
+        cmd
+    };
+    let out = heraldctl(&["apikey", "add", "--key", "k-erin", "--sub", "erin"])
+        .output()
+        .await?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = heraldctl(&["grant", "--user", "erin", "--topic", "res:kubegen:*"])
+        .output()
+        .await?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        ok(
+            reqwest::Method::GET,
+            &format!("{base}/users/erin/grants"),
+            ADMIN_API_KEY,
+            None
+        )
+        .await?,
+        json!({"grants": ["res:kubegen:*"]})
+    );
+    let mut erin = WsClient::connect(&gw.ws_url("/api/ws?token=k-erin")).await?;
+    assert_eq!(erin.next_json().await?["type"], "sync");
+    c.subscribers_become("user:erin", 1).await?;
+    let out = heraldctl(&[
+        "publish",
+        "--to",
+        "user:erin",
+        "--type",
+        "progress",
+        "--data",
+        r#"{"via":"heraldctl"}"#,
+    ])
+    .output()
+    .await?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        erin.next_json().await?,
+        json!({"type": "progress", "via": "heraldctl"})
+    );
+    let out = heraldctl(&["consume"]).output().await?;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--redis"),
+        "a clear refusal"
+    );
+    Ok(())
+}

@@ -101,7 +101,7 @@ async fn memory_store_conforms() -> Result<()> {
         }],
         ..AuthConfig::default()
     };
-    conformance(Arc::new(MemoryStore::from_config(&auth))).await
+    conformance(Arc::new(MemoryStore::from_config(&auth, Arc::default()))).await
 }
 
 #[tokio::test]

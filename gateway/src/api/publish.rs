@@ -163,7 +163,13 @@ pub(super) async fn publish(
     let header = headers
         .get("idempotency-key")
         .map(|v| match v.to_str() {
-            Ok(k) if !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY => Ok(k.to_owned()),
+            Ok(k)
+                if !k.is_empty()
+                    && k.len() <= MAX_IDEMPOTENCY_KEY
+                    && k.bytes().all(|b| (b' '..=b'~').contains(&b)) =>
+            {
+                Ok(k.to_owned())
+            }
             _ => Err(Problem::invalid(format!(
                 "Idempotency-Key: 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters"
             ))),

@@ -98,6 +98,9 @@ pub(super) struct NewCredential {
     org: Option<String>,
     #[serde(default)]
     roles: Vec<String>,
+    /// Topic globs the principal may subscribe to by itself.
+    #[serde(default)]
+    topics: Vec<String>,
     /// Lifetime; API keys default to none, sessions to one day.
     #[serde(default, deserialize_with = "whole_number")]
     ttl_ms: Option<u64>,
@@ -159,9 +162,13 @@ pub(super) async fn add_credential(
         Credential::ApiKey => new.ttl_ms,
         Credential::Session => Some(new.ttl_ms.unwrap_or(86_400_000)),
     };
+    for (i, t) in new.topics.iter().enumerate() {
+        glob(t).map_err(|_| Problem::invalid(format!("topics[{i}]: not a topic glob")))?;
+    }
     let mut principal = Principal::new(new.sub);
     principal.org = new.org;
     principal.roles = new.roles;
+    principal.topics = new.topics;
     app.store
         .put_credential(kind, &hash_secret(&new.secret), &principal, ttl)
         .await?;

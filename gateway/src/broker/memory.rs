@@ -1,23 +1,28 @@
 //! The embedded broker: one process, no Redis.
 //!
 //! Publishing hands the payload straight to the sink when the topic is
-//! subscribed. It is the default when no Redis URL is configured and suits a
+//! subscribed; with a history policy it is first appended to the topic's
+//! history (shared with the memory store) and carries its offset, as on
+//! Redis. It is the default when no Redis URL is configured and suits a
 //! single replica; it is not a test double.
 
 use std::collections::HashSet;
-use std::sync::{OnceLock, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 
 use bytes::Bytes;
 use futures_util::future::{BoxFuture, FutureExt};
+use herald_shared::envelope::with_offset;
 use herald_shared::{Envelope, HistoryPolicy};
 use parking_lot::{Mutex, MutexGuard};
 
 use super::{Broker, BrokerError, EventSink};
+use crate::store::memory_history::MemoryHistory;
 
 #[derive(Default)]
 pub struct MemoryBroker {
     sink: OnceLock<Weak<dyn EventSink>>,
     topics: Mutex<HashSet<String>>,
+    history: Arc<MemoryHistory>,
 }
 
 impl std::fmt::Debug for MemoryBroker {
@@ -27,8 +32,17 @@ impl std::fmt::Debug for MemoryBroker {
 }
 
 impl MemoryBroker {
+    /// A broker without history readers (events are still kept).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A broker appending to `history`, which the memory store reads.
+    pub fn with_history(history: Arc<MemoryHistory>) -> Self {
+        Self {
+            history,
+            ..Self::default()
+        }
     }
 
     /// Whether a topic is subscribed (what the hub asked for).
@@ -56,16 +70,30 @@ impl Broker for MemoryBroker {
         futures_util::future::ready(Ok(())).boxed()
     }
 
-    /// One process keeps no history: the event is delivered alone.
     fn publish<'a>(
         &'a self,
         envelope: &'a Envelope,
-        _history: Option<&'a HistoryPolicy>,
+        history: Option<&'a HistoryPolicy>,
     ) -> BoxFuture<'a, Result<(), BrokerError>> {
         let topic = envelope.topic.as_str();
-        let subscribed = self.topics().contains(topic);
-        if subscribed && let Some(sink) = self.sink.get().and_then(Weak::upgrade) {
-            sink.deliver(topic, Bytes::from(envelope.encode()));
+        let deliver = |payload: String| {
+            let subscribed = self.topics().contains(topic);
+            if subscribed && let Some(sink) = self.sink.get().and_then(Weak::upgrade) {
+                sink.deliver(topic, Bytes::from(payload));
+            }
+        };
+        let encoded = envelope.encode();
+        match history {
+            // Delivered under the history lock: offsets and delivery agree on order.
+            Some(policy) => {
+                self.history
+                    .append(topic, encoded.clone(), policy, |offset| {
+                        if let Some(with) = with_offset(&encoded, offset) {
+                            deliver(with);
+                        }
+                    });
+            }
+            None => deliver(encoded),
         }
         futures_util::future::ready(Ok(())).boxed()
     }

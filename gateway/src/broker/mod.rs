@@ -16,8 +16,8 @@
 //!   history through the store seam before releasing live messages.
 //! - `publish` with a history policy appends to the topic's history and
 //!   publishes with the offset, exactly as `herald-publisher` does (one
-//!   script, `herald_shared::history`); a broker without history (memory)
-//!   publishes the event alone.
+//!   script, `herald_shared::history`); the memory broker keeps the same
+//!   history in process memory (`store::memory_history`).
 //!
 //! [`Hub`]: crate::hub::Hub
 

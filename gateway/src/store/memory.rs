@@ -1,6 +1,6 @@
 //! Embedded-mode store, all in process memory: credentials from the config
 //! file plus those added through the server API, snapshots, grants,
-//! idempotency keys and leases. Resources are not checked (every resource
+//! idempotency keys, leases and topic history (written by the memory broker). Resources are not checked (every resource
 //! exists) and nothing is kept across restarts.
 
 use std::collections::hash_map::Entry;
@@ -11,6 +11,9 @@ use herald_shared::Principal;
 use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use super::memory_history::MemoryHistory;
 use super::{Credential, Store, StoreError};
 use crate::config::{AuthConfig, StoredCredential};
 
@@ -25,6 +28,8 @@ pub struct MemoryStore {
     snapshots: Mutex<HashMap<String, String>>,
     /// Idempotency key → (first value, expiry).
     claims: Mutex<HashMap<String, (String, Instant)>>,
+    /// Shared with the memory broker, which appends to it.
+    history: Arc<MemoryHistory>,
 }
 
 /// Expired idempotency keys are swept when the map reaches this size.
@@ -47,8 +52,10 @@ fn live(table: &HashMap<String, (Principal, Option<Instant>)>, hash: &str) -> Op
 }
 
 impl MemoryStore {
-    pub fn from_config(auth: &AuthConfig) -> Self {
+    /// A store reading `history`, which the memory broker writes.
+    pub fn from_config(auth: &AuthConfig, history: Arc<MemoryHistory>) -> Self {
         Self {
+            history,
             api_keys: Mutex::new(
                 auth.api_keys
                     .iter()
@@ -255,25 +262,25 @@ impl Store for MemoryStore {
 
     fn history_after<'a>(
         &'a self,
-        _topic: &'a str,
-        _after: &'a str,
-        _count: usize,
+        topic: &'a str,
+        after: &'a str,
+        count: usize,
     ) -> BoxFuture<'a, Result<Vec<(String, String)>, StoreError>> {
-        ready(Ok(Vec::new())).boxed()
+        ready(Ok(self.history.after(topic, after, count))).boxed()
     }
 
     fn history_last<'a>(
         &'a self,
-        _topic: &'a str,
-        _count: usize,
+        topic: &'a str,
+        count: usize,
     ) -> BoxFuture<'a, Result<Vec<(String, String)>, StoreError>> {
-        ready(Ok(Vec::new())).boxed()
+        ready(Ok(self.history.last(topic, count))).boxed()
     }
 
     fn history_oldest<'a>(
         &'a self,
-        _topic: &'a str,
+        topic: &'a str,
     ) -> BoxFuture<'a, Result<Option<String>, StoreError>> {
-        ready(Ok(None)).boxed()
+        ready(Ok(self.history.oldest(topic))).boxed()
     }
 }

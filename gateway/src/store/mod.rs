@@ -6,6 +6,7 @@
 //! Secrets are looked up by their SHA-256, never stored in clear.
 
 pub mod memory;
+pub mod memory_history;
 pub mod redis;
 
 use futures_util::future::BoxFuture;

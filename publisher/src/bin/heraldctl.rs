@@ -24,7 +24,8 @@ struct Cli {
     #[arg(long, env = "HERALD_REDIS_PREFIX", default_value = "herald")]
     prefix: String,
     /// Use a gateway's server API instead of Redis, at this URL with the API
-    /// prefix (`http://127.0.0.1:8080/herald/v1`): publish, snapshot, resync.
+    /// prefix (`http://127.0.0.1:8080/herald/v1`); every command but
+    /// assign-task, cancel-task and consume.
     #[arg(long, env = "HERALD_HTTP_URL")]
     http: Option<String>,
     /// Server-API key for --http (the operator key or a `publish` key).
@@ -394,6 +395,64 @@ async fn over_http(api: HttpPublisher, command: Cmd) -> anyhow::Result<()> {
             }
         }
         Cmd::Resync { user } => api.resync(&user).await?,
+        Cmd::RegisterResource { topic } => api.register_resource(&Topic::parse(&topic)?).await?,
+        Cmd::Grant { user, topic } => api.grant(&user, &topic).await?,
+        Cmd::Revoke { user, topic } => api.revoke(&user, &topic).await?,
+        Cmd::BroadcastOrg {
+            org,
+            event_type,
+            data,
+        } => {
+            let to = [Topic::org(&org)?];
+            println!(
+                "{}",
+                api.publish(&to, &event_type, &json(&data)?, None).await?.id
+            );
+        }
+        Cmd::BroadcastChannel {
+            org,
+            channel,
+            event_type,
+            data,
+        } => {
+            let to = [herald_publisher::channel_topic(&org, &channel)?];
+            println!(
+                "{}",
+                api.publish(&to, &event_type, &json(&data)?, None).await?.id
+            );
+        }
+        Cmd::Apikey { action } => match action {
+            CredentialCmd::Add {
+                key,
+                sub,
+                org,
+                roles,
+                topics,
+                ..
+            } => {
+                api.add_api_key(&key, &principal(sub, org, roles, topics), None)
+                    .await?
+            }
+            CredentialCmd::Remove { key } => api.remove_api_key(&key).await?,
+        },
+        Cmd::Session { action } => match action {
+            CredentialCmd::Add {
+                key,
+                sub,
+                org,
+                roles,
+                topics,
+                ttl_secs,
+            } => {
+                api.add_session(
+                    &key,
+                    &principal(sub, org, roles, topics),
+                    Duration::from_secs(ttl_secs),
+                )
+                .await?
+            }
+            CredentialCmd::Remove { key } => api.remove_session(&key).await?,
+        },
         other => bail!(
             "`{}` is not served by the server API yet: use it with --redis",
             format!("{other:?}")
