@@ -30,7 +30,11 @@ fn private_key(name: &str, alg: Algorithm) -> Result<EncodingKey> {
 }
 
 fn jwk(name: &str, kid: &str) -> Result<Jwk> {
-    let mut jwk = Jwk::from_encoding_key(&private_key(name, Algorithm::RS256)?, Algorithm::RS256)?;
+    jwk_for(name, kid, Algorithm::RS256)
+}
+
+fn jwk_for(name: &str, kid: &str, alg: Algorithm) -> Result<Jwk> {
+    let mut jwk = Jwk::from_encoding_key(&private_key(name, alg)?, alg)?;
     jwk.common.key_id = Some(kid.to_owned());
     Ok(jwk)
 }
@@ -209,6 +213,33 @@ async fn rs256_from_a_jwks_with_rotation_and_bounded_fetches() -> Result<()> {
         "{fetched} fetches in {:?}",
         started.elapsed()
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn es256_from_a_jwks() -> Result<()> {
+    let jwks = JwksServer::start(vec![jwk_for("ec-1.pem", "ec-1", Algorithm::ES256)?]).await?;
+    let gw = Gateway::start(GatewayOptions {
+        config: Some(config(&format!(
+            "algorithm = \"ES256\"\njwks_url = \"{}\"\n",
+            jwks.url
+        ))),
+        ..Default::default()
+    })
+    .await?;
+    let es = Algorithm::ES256;
+    let key = private_key("ec-1.pem", es)?;
+    assert!(accepted(&gw, &token(&key, es, Some("ec-1"), json!({}))?).await?);
+    let rsa = private_key("rsa-1.pem", Algorithm::RS256)?;
+    assert!(
+        !accepted(
+            &gw,
+            &token(&rsa, Algorithm::RS256, Some("ec-1"), json!({}))?
+        )
+        .await?,
+        "an RS256 token under the EC key's kid"
+    );
+    assert!(!accepted(&gw, &token(&key, es, Some("ec-1"), json!({"aud": "nope"}))?).await?);
     Ok(())
 }
 
