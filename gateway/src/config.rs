@@ -589,6 +589,9 @@ impl Config {
             }
         }
         let prefix = &self.api.prefix;
+        if matches!(prefix.as_str(), "/healthz" | "/readyz" | "/metrics") {
+            return invalid("api.prefix", format!("`{prefix}` is reserved"));
+        }
         if !prefix.starts_with('/') || prefix.ends_with('/') || prefix.contains(['{', '}', '*']) {
             return invalid(
                 "api.prefix",
@@ -756,6 +759,7 @@ fn extend_bundled(mut file: toml::Table) -> Result<toml::Table, String> {
         Some(toml::Value::Array(list)) => list,
         Some(_) => return Err("profiles: must be an array of tables ([[profiles]])".to_owned()),
     };
+    let mut seen: Vec<String> = Vec::new();
     for (i, entry) in own.into_iter().enumerate() {
         let toml::Value::Table(entry) = entry else {
             return Err(format!("profiles[{i}]: must be a table"));
@@ -765,6 +769,12 @@ fn extend_bundled(mut file: toml::Table) -> Result<toml::Table, String> {
                 "profiles[{i}].name: required to extend or add to the bundled profiles"
             ));
         };
+        if seen.contains(&name.to_owned()) {
+            return Err(format!(
+                "profiles[{i}].name: `{name}` appears twice in the file"
+            ));
+        }
+        seen.push(name.to_owned());
         let base = profiles.iter_mut().find_map(|p| match p {
             toml::Value::Table(t) if t.get("name").and_then(toml::Value::as_str) == Some(name) => {
                 Some(t)
@@ -876,6 +886,9 @@ mod tests {
         )
         .expect_err("bad value in an override");
         assert!(e.to_string().contains("wavy"), "{e}");
+        let twice = "bundled_profiles = \"extend\"\n[[profiles]]\nname = \"docsfy\"\n[[profiles]]\nname = \"docsfy\"\n";
+        let e = Config::parse(twice, "t.toml").expect_err("a name twice in the file");
+        assert!(e.to_string().contains("appears twice"), "{e}");
         let e = Config::parse("bundled_profiles = \"merge\"\n", "t.toml").expect_err("bad mode");
         assert!(e.to_string().contains("bundled_profiles"), "{e}");
     }

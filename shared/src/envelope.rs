@@ -60,6 +60,10 @@ pub const CONTROL_UNSUBSCRIBE: &str = "herald.unsubscribe";
 /// wherever they are connected; never joined by connections.
 pub const CONTROL_TOPIC: &str = "res:herald:control";
 
+/// Prefix of the topics the gateway owns: never joined by connections,
+/// never published to by backends.
+pub const RESERVED_TOPICS: &str = "res:herald:";
+
 /// Why bytes from Redis are not a usable envelope.
 #[derive(Debug, thiserror::Error)]
 pub enum EnvelopeError {

@@ -405,6 +405,12 @@ async fn refusals_are_problems_and_change_nothing() -> Result<()> {
     )
     .await?;
     assert_eq!(status, 404);
+    let (status, body) = call(reqwest::Method::DELETE, &url, Some(PUBLISH_KEY), None).await?;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (405, Some("method_not_allowed")),
+        "{body}"
+    );
     let (status, body) = call(
         reqwest::Method::GET,
         &format!("{base}/no-such-thing"),

@@ -136,6 +136,9 @@ pub fn router(app: &AppState) -> Router<Arc<AppState>> {
     }
     router
         .fallback(|| async { Problem::not_found("no such endpoint") })
+        // axum's own refusals (405, path parameters it cannot decode) are
+        // plain text; every answer of this API is problem+json.
+        .layer(axum::middleware::map_response(as_problem))
         // The handlers turn an oversized body into a problem (413).
         .layer(DefaultBodyLimit::max(app.config.api.max_body_bytes))
 }
@@ -149,6 +152,23 @@ async fn openapi(
         [(header::CONTENT_TYPE, "application/json")],
         doc.to_string(),
     )
+}
+
+async fn as_problem(response: axum::response::Response) -> axum::response::Response {
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let allow = response.headers().get(header::ALLOW).cloned();
+    let mut problem = Problem::from_status(status).into_response();
+    if let Some(allow) = allow {
+        problem.headers_mut().insert(header::ALLOW, allow);
+    }
+    problem
 }
 
 /// The body as JSON of type `T`, or the problem to answer with.

@@ -94,6 +94,34 @@ impl Problem {
     }
 }
 
+impl Problem {
+    /// A problem for a status the framework chose (405, a bad path parameter).
+    pub fn from_status(status: StatusCode) -> Self {
+        match status {
+            StatusCode::METHOD_NOT_ALLOWED => Self::new(
+                status,
+                "method_not_allowed",
+                "Method not allowed",
+                "this endpoint does not take that method (see Allow)",
+            ),
+            StatusCode::NOT_FOUND => Self::not_found("no such endpoint"),
+            StatusCode::PAYLOAD_TOO_LARGE => Self::new(
+                status,
+                "too_large",
+                "Request too large",
+                "the body exceeds api.max_body_bytes",
+            ),
+            s if s.is_server_error() => Self::new(s, "unavailable", "Server error", "try again"),
+            s => Self::new(
+                s,
+                "invalid_request",
+                "Invalid request",
+                "the request could not be read",
+            ),
+        }
+    }
+}
+
 impl From<StoreError> for Problem {
     fn from(e: StoreError) -> Self {
         Self::unavailable(e.to_string())

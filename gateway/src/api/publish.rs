@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::HeaderMap;
-use herald_shared::envelope::{CONTROL_PREFIX, check_event_type};
+use herald_shared::envelope::{CONTROL_PREFIX, RESERVED_TOPICS, check_event_type};
 use herald_shared::{Envelope, HistoryPolicy, Topic, hash_secret, now_ms};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -87,7 +87,7 @@ fn check(req: PublishRequest, at: &str) -> Result<Checked, Problem> {
         .collect::<Result<Vec<_>, _>>()?;
     if let Some(i) = audience
         .iter()
-        .position(|t| t.as_str().starts_with("res:herald:"))
+        .position(|t| t.as_str().starts_with(RESERVED_TOPICS))
     {
         return Err(invalid(format!(
             "to[{i}]: `res:herald:…` topics are reserved for the gateway"

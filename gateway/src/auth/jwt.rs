@@ -85,7 +85,13 @@ impl JwtVerifier {
                 .map_err(|e| fail(e.to_string()))?;
                 Keys::Fixed(key)
             }
-            (None, Some(url)) => Keys::Jwks(Jwks::new(url, cfg)?),
+            (None, Some(url)) => {
+                let loopback = ["http://127.", "http://localhost", "http://[::1]"];
+                if url.starts_with("http://") && !loopback.iter().any(|l| url.starts_with(l)) {
+                    tracing::warn!(%url, "JWT keys fetched over plain http: anyone on the path can swap them; use https");
+                }
+                Keys::Jwks(Jwks::new(url, cfg)?)
+            }
             (None, None) => return Ok(None),
         };
         Ok(Some(Self { algorithm, keys }))
@@ -99,7 +105,16 @@ impl JwtVerifier {
             return Err(AuthError::Invalid);
         }
         let mut validation = Validation::new(self.algorithm);
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        // A route that checks `aud` / `iss` also requires them: the crate
+        // compares them only when present.
+        let mut required = vec!["exp", "sub"];
+        if !spec.audience.is_empty() {
+            required.push("aud");
+        }
+        if spec.issuer.is_some() {
+            required.push("iss");
+        }
+        validation.set_required_spec_claims(&required);
         validation.validate_nbf = true;
         // Clock skew between the token issuer and the gateway; the crate's 60 s is generous.
         validation.leeway = 5;
@@ -133,7 +148,10 @@ struct Jwks {
     client: reqwest::Client,
     refresh: Duration,
     min_interval: Duration,
-    state: tokio::sync::Mutex<JwksState>,
+    /// Never held across the fetch: tokens with cached keys never wait on it.
+    state: parking_lot::Mutex<JwksState>,
+    /// One fetch at a time; tokens without a usable key wait for it.
+    fetching: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default)]
@@ -142,6 +160,26 @@ struct JwksState {
     keys: HashMap<String, DecodingKey>,
     fetched_at: Option<Instant>,
     tried_at: Option<Instant>,
+}
+
+impl JwksState {
+    fn lookup(&self, kid: Option<&str>) -> Option<DecodingKey> {
+        match kid {
+            Some(kid) => self.keys.get(kid).cloned(),
+            // A token without `kid` is served only by a set of one key.
+            None if self.keys.len() == 1 => self.keys.values().next().cloned(),
+            None => None,
+        }
+    }
+
+    /// What to answer without a fresh fetch.
+    fn answer(&self, found: Option<DecodingKey>) -> Result<DecodingKey, AuthError> {
+        match (found, self.fetched_at) {
+            (Some(key), _) => Ok(key),
+            (None, None) => Err(AuthError::KeysUnavailable),
+            (None, Some(_)) => Err(AuthError::Invalid),
+        }
+    }
 }
 
 impl Jwks {
@@ -155,48 +193,64 @@ impl Jwks {
             client,
             refresh: Duration::from_millis(cfg.jwks_refresh_ms),
             min_interval: Duration::from_millis(cfg.jwks_min_interval_ms),
-            state: tokio::sync::Mutex::default(),
+            state: parking_lot::Mutex::default(),
+            fetching: tokio::sync::Mutex::default(),
         })
     }
 
     async fn key(&self, kid: Option<&str>, alg: Algorithm) -> Result<DecodingKey, AuthError> {
-        let mut state = self.state.lock().await;
-        let now = Instant::now();
-        let stale = state
-            .fetched_at
-            .is_none_or(|t| now.duration_since(t) >= self.refresh);
-        let may_fetch = state
-            .tried_at
-            .is_none_or(|t| now.duration_since(t) >= self.min_interval);
-        let lookup = |state: &JwksState| match kid {
-            Some(kid) => state.keys.get(kid).cloned(),
-            // A token without `kid` is served only by a set of one key.
-            None if state.keys.len() == 1 => state.keys.values().next().cloned(),
-            None => None,
+        let cached = {
+            let state = self.state.lock();
+            let fresh = state.fetched_at.is_some_and(|t| t.elapsed() < self.refresh);
+            (state.lookup(kid), fresh)
         };
-        if !stale && let Some(key) = lookup(&state) {
+        if let (Some(key), true) = cached {
             return Ok(key);
         }
-        if may_fetch {
+        // A refresh already under way: a stale key still serves meanwhile.
+        let _fetching = match (self.fetching.try_lock(), cached.0) {
+            (Ok(guard), _) => guard,
+            (Err(_), Some(key)) => return Ok(key),
+            (Err(_), None) => self.fetching.lock().await,
+        };
+        let now = Instant::now();
+        let found = {
+            let mut state = self.state.lock();
+            let stale = state
+                .fetched_at
+                .is_none_or(|t| now.duration_since(t) >= self.refresh);
+            let found = state.lookup(kid);
+            if !stale && let Some(key) = found {
+                return Ok(key);
+            }
+            // One fetch per interval, claimed under the lock; every other
+            // token is answered from the keys already held.
+            let may_fetch = state
+                .tried_at
+                .is_none_or(|t| now.duration_since(t) >= self.min_interval);
+            if !may_fetch {
+                return state.answer(found);
+            }
             state.tried_at = Some(now);
-            match self.fetch(alg).await {
-                Ok(keys) => {
-                    state.keys = keys;
-                    state.fetched_at = Some(now);
-                }
-                Err(e) => {
-                    tracing::warn!(url = %self.url, error = %e, "cannot fetch the JWT key set");
-                    if state.fetched_at.is_none() {
-                        return Err(AuthError::KeysUnavailable);
-                    }
-                }
+            found
+        };
+        match self.fetch(alg).await {
+            Ok(keys) => {
+                let mut state = self.state.lock();
+                state.keys = keys;
+                state.fetched_at = Some(now);
+                state.lookup(kid).ok_or(AuthError::Invalid)
+            }
+            Err(e) => {
+                tracing::warn!(url = %self.url, error = %e, "cannot fetch the JWT key set");
+                // A stale key still verifies until the issuer answers again.
+                self.state.lock().answer(found)
             }
         }
-        lookup(&state).ok_or(AuthError::Invalid)
     }
 
     async fn fetch(&self, alg: Algorithm) -> Result<HashMap<String, DecodingKey>, String> {
-        let response = self
+        let mut response = self
             .client
             .get(&self.url)
             .send()
@@ -204,15 +258,20 @@ impl Jwks {
             .map_err(|e| e.to_string())?
             .error_for_status()
             .map_err(|e| e.to_string())?;
+        let too_large = || format!("key set larger than {JWKS_MAX_BYTES} bytes");
         if response
             .content_length()
             .is_some_and(|n| n > JWKS_MAX_BYTES as u64)
         {
-            return Err(format!("key set larger than {JWKS_MAX_BYTES} bytes"));
+            return Err(too_large());
         }
-        let body = response.bytes().await.map_err(|e| e.to_string())?;
-        if body.len() > JWKS_MAX_BYTES {
-            return Err(format!("key set larger than {JWKS_MAX_BYTES} bytes"));
+        // Read with a cap: a chunked answer has no length to check first.
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+            if body.len() + chunk.len() > JWKS_MAX_BYTES {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
         }
         let set: JwkSet = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
         let mut keys = HashMap::new();
@@ -346,6 +405,29 @@ mod tests {
             v.verify(&signed("herald", "https://evil"), &spec)
                 .await
                 .is_err()
+        );
+        #[derive(serde::Serialize)]
+        struct Bare<'a> {
+            sub: &'a str,
+            exp: u64,
+        }
+        let bare = encode(
+            &Header::new(Algorithm::HS256),
+            &Bare {
+                sub: "a",
+                exp: now() + 60,
+            },
+            &EncodingKey::from_secret(b"k"),
+        )
+        .expect("encodes");
+        assert!(
+            v.verify(&bare, &spec).await.is_err(),
+            "aud and iss required when checked"
+        );
+        spec.issuer = None;
+        assert!(
+            v.verify(&bare, &spec).await.is_err(),
+            "aud required when checked"
         );
     }
 }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use herald_shared::Topic;
+use herald_shared::envelope::RESERVED_TOPICS;
 use herald_shared::topic::glob_matches;
 
 use super::Connection;
@@ -60,6 +61,7 @@ impl Connection {
         let name = name.ok_or(Refusal::BadRequest("Missing channel"))?;
         self.profile
             .channel_topic(name, &self.principal, &self.path)
+            .filter(|t| !t.as_str().starts_with(RESERVED_TOPICS))
             .ok_or(Refusal::BadRequest("Invalid channel name"))
     }
 

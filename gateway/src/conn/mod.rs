@@ -131,6 +131,10 @@ impl Connection {
         resume: &Resume,
     ) -> Result<(Vec<Topic>, Option<replay::Replay>), CloseReason> {
         held._slot = Some(admit(&self.app, &self.profile, &self.principal, &self.path).await?);
+        // Reachable by orders from here on (release forgets it on refusal).
+        self.app
+            .hub
+            .register_principal(&self.principal.sub, &held.sub);
         held.lease = self.take_lease(&held.holder).await?;
         held.present = self.join_presence(&held.holder).await;
         let topics = self
@@ -154,9 +158,6 @@ impl Connection {
                 return Err(CloseReason::Internal);
             }
         }
-        self.app
-            .hub
-            .register_principal(&self.principal.sub, &held.sub);
         Ok((topics, latest))
     }
 
@@ -358,6 +359,10 @@ impl Connection {
             let env = &event.envelope;
             if env.is_control() {
                 if env.event_type == CONTROL_DISCONNECT {
+                    // What came before the order is still the client's.
+                    if !frames.is_empty() {
+                        self.write(transport, frames).await?;
+                    }
                     return Err(CloseReason::Disconnected);
                 }
                 if env.event_type == CONTROL_UNSUBSCRIBE

@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use parking_lot::{Mutex, MutexGuard, RwLock};
 
 use bytes::Bytes;
-use herald_shared::envelope::CONTROL_TOPIC;
+use herald_shared::envelope::{CONTROL_TOPIC, RESERVED_TOPICS};
 use herald_shared::{Envelope, Topic};
 use tokio::sync::{Notify, mpsc};
 
@@ -147,7 +147,12 @@ impl Hub {
     }
 
     /// Add a connection to a topic; subscribes the broker on the first one.
+    /// The gateway's own topics (`res:herald:…`) are never joined: a
+    /// connection leaving one would unsubscribe the replica from it.
     pub async fn join(&self, topic: &Topic, sub: &Arc<Subscriber>) -> Result<(), BrokerError> {
+        if topic.as_str().starts_with(RESERVED_TOPICS) {
+            return Err(BrokerError::Config(format!("{topic} is reserved")));
+        }
         let shard = self.shard(topic.as_str());
         let _transition = shard.transitions.lock().await;
         let first = {
@@ -351,6 +356,17 @@ mod tests {
 
     fn next_id(rx: &mut mpsc::Receiver<Arc<SharedEvent>>) -> Option<String> {
         rx.try_recv().ok().map(|e| e.envelope.id.clone())
+    }
+
+    #[tokio::test]
+    async fn the_gateways_own_topics_are_never_joined() {
+        let broker = Arc::new(MemoryBroker::new());
+        let hub = Hub::new(broker.clone(), 1);
+        hub.listen_control().await.expect("control");
+        let (a, _rx) = Subscriber::new(8);
+        assert!(hub.join(&topic(CONTROL_TOPIC), &a).await.is_err());
+        hub.leave_all(&a).await;
+        assert!(broker.holds(CONTROL_TOPIC), "still held for orders");
     }
 
     #[tokio::test]

@@ -26,14 +26,21 @@ pub struct MemoryStore {
     /// One process: a lease lasts until released, never expires.
     leases: Mutex<HashMap<String, String>>,
     snapshots: Mutex<HashMap<String, String>>,
-    /// Idempotency key → (first value, expiry).
-    claims: Mutex<HashMap<String, (String, Instant)>>,
+    claims: Mutex<Claims>,
     /// Shared with the memory broker, which appends to it.
     history: Arc<MemoryHistory>,
 }
 
-/// Expired idempotency keys are swept when the map reaches this size.
-const CLAIMS_SWEEP_AT: usize = 10_000;
+/// Idempotency keys: key → (first value, expiry), and when expired ones
+/// were last dropped.
+#[derive(Debug, Default)]
+struct Claims {
+    by_key: HashMap<String, (String, Instant)>,
+    swept_at: Option<Instant>,
+}
+
+/// Expired idempotency keys are dropped by a claim at most this often.
+const CLAIMS_SWEEP_EVERY: Duration = Duration::from_secs(30);
 
 fn principal(c: &StoredCredential) -> (String, Principal) {
     let mut p = Principal::new(c.sub.clone());
@@ -112,9 +119,14 @@ impl Store for MemoryStore {
         ttl_ms: u64,
     ) -> BoxFuture<'a, Result<Option<String>, StoreError>> {
         let now = Instant::now();
-        let mut claims = self.claims.lock();
-        if claims.len() >= CLAIMS_SWEEP_AT {
+        let mut guard = self.claims.lock();
+        let Claims {
+            by_key: claims,
+            swept_at,
+        } = &mut *guard;
+        if swept_at.is_none_or(|t| now.duration_since(t) >= CLAIMS_SWEEP_EVERY) {
             claims.retain(|_, (_, until)| *until > now);
+            *swept_at = Some(now);
         }
         let first = match claims.get(key_hash) {
             Some((first, until)) if *until > now => Some(first.clone()),
@@ -132,9 +144,9 @@ impl Store for MemoryStore {
         key_hash: &'a str,
         value: &'a str,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        let mut claims = self.claims.lock();
-        if claims.get(key_hash).is_some_and(|(v, _)| v == value) {
-            claims.remove(key_hash);
+        let mut guard = self.claims.lock();
+        if guard.by_key.get(key_hash).is_some_and(|(v, _)| v == value) {
+            guard.by_key.remove(key_hash);
         }
         ready(Ok(())).boxed()
     }

@@ -5,7 +5,7 @@
 //! Each topic keeps `max_len` entries for `ttl` after its last event.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use herald_shared::HistoryPolicy;
 use herald_shared::envelope::parse_offset;
@@ -27,11 +27,18 @@ struct Topic {
 /// Every topic's recent events.
 #[derive(Debug, Default)]
 pub struct MemoryHistory {
-    topics: Mutex<HashMap<String, Topic>>,
+    topics: Mutex<Topics>,
 }
 
-/// Topics whose history expired are swept once this many exist.
-const SWEEP_AT: usize = 4096;
+#[derive(Debug, Default)]
+struct Topics {
+    by_name: HashMap<String, Topic>,
+    swept_at: Option<Instant>,
+}
+
+/// Expired topics are dropped by an append at most this often, so their
+/// memory is returned without a scan per publish.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
 fn offset_text((ms, seq): (u64, u64)) -> String {
     format!("{ms}-{seq}")
@@ -49,13 +56,20 @@ impl MemoryHistory {
     ) -> String {
         let now = Instant::now();
         let mut topics = self.lock();
-        if topics.len() >= SWEEP_AT {
-            topics.retain(|_, t| t.expires > now);
+        if topics
+            .swept_at
+            .is_none_or(|t| now.duration_since(t) >= SWEEP_EVERY)
+        {
+            topics.by_name.retain(|_, t| t.expires > now);
+            topics.swept_at = Some(now);
         }
-        let entry = topics.entry(topic.to_owned()).or_insert_with(|| Topic {
-            entries: VecDeque::new(),
-            expires: now,
-        });
+        let entry = topics
+            .by_name
+            .entry(topic.to_owned())
+            .or_insert_with(|| Topic {
+                entries: VecDeque::new(),
+                expires: now,
+            });
         let ms = u64::try_from(herald_shared::now_ms()).unwrap_or_default();
         let offset = match entry.entries.back() {
             Some(last) if last.offset.0 >= ms => (last.offset.0, last.offset.1 + 1),
@@ -107,13 +121,13 @@ impl MemoryHistory {
 
     fn read<T: Default>(&self, topic: &str, f: impl FnOnce(&VecDeque<Entry>) -> T) -> T {
         let now = Instant::now();
-        match self.lock().get(topic) {
+        match self.lock().by_name.get(topic) {
             Some(t) if t.expires > now => f(&t.entries),
             _ => T::default(),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Topic>> {
+    fn lock(&self) -> MutexGuard<'_, Topics> {
         self.topics.lock()
     }
 }
@@ -121,7 +135,6 @@ impl MemoryHistory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn offsets_increase_and_history_is_bounded() {
