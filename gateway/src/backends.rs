@@ -38,6 +38,8 @@ impl Backends {
     pub fn from_config(config: &Config) -> Result<Self, BrokerError> {
         if config.redis.url.is_empty() {
             tracing::info!("embedded in-memory broker (single replica)");
+            // Always connected: there is nothing to lose.
+            crate::metrics::broker_connected(true);
             let history = Arc::new(MemoryHistory::default());
             let broker: Arc<dyn Broker> =
                 Arc::new(MemoryBroker::with_history(Arc::clone(&history)));

@@ -29,6 +29,7 @@ const BROKER_CONNECTED: &str = "herald_broker_connected";
 const BROKER_REPAIRED: &str = "herald_broker_repaired_messages_total";
 const TOPICS: &str = "herald_topics_subscribed";
 const AUTH_FAILURES: &str = "herald_auth_failures_total";
+const BUILD_INFO: &str = "herald_build_info";
 
 /// Lag buckets, in seconds: sub-millisecond to multi-second.
 const LAG_BUCKETS: [f64; 14] = [
@@ -82,6 +83,11 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
         AUTH_FAILURES,
         "Failed authentications, by route and reason."
     );
+    describe_gauge!(BUILD_INFO, "Always 1; the labels say which build runs.");
+    gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    // Present from the start: an alert on `== 0` must also catch a replica
+    // that never connected (the broker sets it as it connects).
+    gauge!(BROKER_CONNECTED).set(0.0);
     Ok(handle)
 }
 

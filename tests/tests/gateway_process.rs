@@ -127,6 +127,44 @@ async fn the_embedded_broker_keeps_history_for_resume() -> Result<()> {
 }
 
 #[tokio::test]
+async fn broker_connected_and_build_info_are_always_exported() -> Result<()> {
+    let metric = |text: &str, name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .map(|l| l.rsplit(' ').next().unwrap_or_default().to_owned())
+    };
+    let embedded = Gateway::start(GatewayOptions::default()).await?;
+    let (_, text) = embedded.get("/metrics").await?;
+    assert_eq!(
+        metric(&text, "herald_broker_connected "),
+        Some("1".into()),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "herald_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{text}"
+    );
+    // A replica whose Redis never answered says so from the start.
+    let closed = format!("redis://127.0.0.1:{}", herald_tests::free_port());
+    let never = Gateway::start(GatewayOptions {
+        redis_url: Some(closed),
+        ..Default::default()
+    })
+    .await?;
+    let (_, text) = never.get("/metrics").await?;
+    assert_eq!(
+        metric(&text, "herald_broker_connected "),
+        Some("0".into()),
+        "{text}"
+    );
+    assert_eq!(never.get("/readyz").await?.0, 503);
+    Ok(())
+}
+
+#[tokio::test]
 async fn configured_runs_generate_nothing() -> Result<()> {
     let with_a_secret = Gateway::start(GatewayOptions {
         no_secrets: true,
