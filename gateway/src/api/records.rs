@@ -219,13 +219,7 @@ pub(super) async fn grant(
     Path(sub): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, Problem> {
-    caller.require(Capability::Admin)?;
-    let topic = user(&sub)?;
-    let req: GrantRequest = read_json(&app, body)?;
-    glob(&req.topic)?;
-    app.store.set_grant(&sub, &req.topic, true).await?;
-    control::resync(&app, topic).await?;
-    Ok(StatusCode::NO_CONTENT)
+    change_grant(&app, caller, &sub, body, true).await
 }
 
 /// `POST /users/{sub}/revoke`: remove a grant; live connections drop the
@@ -236,19 +230,28 @@ pub(super) async fn revoke(
     Path(sub): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, Problem> {
+    change_grant(&app, caller, &sub, body, false).await
+}
+
+/// Store or remove a grant, then tell the user's connections (what
+/// `Publisher::grant` / `revoke` do).
+async fn change_grant(
+    app: &AppState,
+    caller: Caller,
+    sub: &str,
+    body: Result<Bytes, BytesRejection>,
+    granted: bool,
+) -> Result<StatusCode, Problem> {
     caller.require(Capability::Admin)?;
-    let topic = user(&sub)?;
-    let req: GrantRequest = read_json(&app, body)?;
+    let topic = user(sub)?;
+    let req: GrantRequest = read_json(app, body)?;
     glob(&req.topic)?;
-    app.store.set_grant(&sub, &req.topic, false).await?;
-    control::send(
-        &app,
-        topic.clone(),
-        CONTROL_REVOKE,
-        serde_json::json!({ "topic": req.topic }),
-    )
-    .await?;
-    control::resync(&app, topic).await?;
+    app.store.set_grant(sub, &req.topic, granted).await?;
+    if !granted {
+        let data = serde_json::json!({ "topic": req.topic });
+        control::send(app, topic.clone(), CONTROL_REVOKE, data).await?;
+    }
+    control::resync(app, topic).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -188,50 +188,12 @@ async fn main() -> anyhow::Result<()> {
             .api_key
             .as_deref()
             .context("--http needs --api-key (or HERALD_API_KEY)")?;
-        return over_http(HttpPublisher::new(url, key)?, cli.command).await;
+        return run(&HttpPublisher::new(url, key)?, cli.command).await;
     }
     let publisher = Publisher::connect_with_prefix(&cli.redis, &cli.prefix)
         .await
         .with_context(|| "cannot connect to Redis (check --redis / HERALD_REDIS_URL)")?;
     match cli.command {
-        Cmd::Publish {
-            to,
-            event_type,
-            data,
-            idempotency_key,
-        } => {
-            if idempotency_key.is_some() {
-                bail!("--idempotency-key needs --http (the server API keeps the keys)");
-            }
-            let audience = to
-                .iter()
-                .map(|t| Topic::parse(t))
-                .collect::<Result<Vec<_>, _>>()?;
-            let id = publisher
-                .publish(&audience, &event_type, &json(&data)?)
-                .await?;
-            println!("{id}");
-        }
-        Cmd::Snapshot {
-            topic,
-            user,
-            data,
-            resync,
-        } => {
-            let topic = match (&topic, &user) {
-                (Some(t), _) => Topic::parse(t)?,
-                (None, Some(u)) => Topic::user(u)?,
-                (None, None) => bail!("give --topic or --user"),
-            };
-            publisher.set_snapshot(&topic, &json(&data)?).await?;
-            if let (true, Some(u)) = (resync, &user) {
-                publisher.resync(u).await?;
-            }
-        }
-        Cmd::Resync { user } => publisher.resync(&user).await?,
-        Cmd::RegisterResource { topic } => {
-            publisher.register_resource(&Topic::parse(&topic)?).await?
-        }
         Cmd::AssignTask { agent, task } => {
             println!("{}", publisher.assign_task(&agent, &json(&task)?).await?)
         }
@@ -273,15 +235,188 @@ async fn main() -> anyhow::Result<()> {
                     .await?;
             }
         }
+        other => run(&publisher, other).await?,
+    }
+    Ok(())
+}
+
+/// Where the commands both paths serve go: Redis (`herald-publisher`) or a
+/// gateway's server API. One `run` serves both.
+trait Target {
+    async fn publish(
+        &self,
+        to: &[Topic],
+        event_type: &str,
+        data: &serde_json::Value,
+        idempotency_key: Option<&str>,
+    ) -> anyhow::Result<String>;
+    async fn set_snapshot(&self, topic: &Topic, data: &serde_json::Value) -> anyhow::Result<()>;
+    async fn resync(&self, user: &str) -> anyhow::Result<()>;
+    async fn register_resource(&self, topic: &Topic) -> anyhow::Result<()>;
+    async fn grant(&self, user: &str, glob: &str) -> anyhow::Result<()>;
+    async fn revoke(&self, user: &str, glob: &str) -> anyhow::Result<()>;
+    /// `ttl` given: a session; none: an API key.
+    async fn add_credential(
+        &self,
+        secret: &str,
+        principal: &Principal,
+        ttl: Option<Duration>,
+    ) -> anyhow::Result<()>;
+    async fn remove_credential(&self, secret: &str, session: bool) -> anyhow::Result<()>;
+}
+
+impl Target for Publisher {
+    async fn publish(
+        &self,
+        to: &[Topic],
+        event_type: &str,
+        data: &serde_json::Value,
+        idempotency_key: Option<&str>,
+    ) -> anyhow::Result<String> {
+        if idempotency_key.is_some() {
+            bail!("--idempotency-key needs --http (the server API keeps the keys)");
+        }
+        Ok(Publisher::publish(self, to, event_type, data).await?)
+    }
+    async fn set_snapshot(&self, topic: &Topic, data: &serde_json::Value) -> anyhow::Result<()> {
+        Ok(Publisher::set_snapshot(self, topic, data).await?)
+    }
+    async fn resync(&self, user: &str) -> anyhow::Result<()> {
+        Ok(Publisher::resync(self, user).await?)
+    }
+    async fn register_resource(&self, topic: &Topic) -> anyhow::Result<()> {
+        Ok(Publisher::register_resource(self, topic).await?)
+    }
+    async fn grant(&self, user: &str, glob: &str) -> anyhow::Result<()> {
+        Ok(Publisher::grant(self, user, glob).await?)
+    }
+    async fn revoke(&self, user: &str, glob: &str) -> anyhow::Result<()> {
+        Ok(Publisher::revoke(self, user, glob).await?)
+    }
+    async fn add_credential(
+        &self,
+        secret: &str,
+        principal: &Principal,
+        ttl: Option<Duration>,
+    ) -> anyhow::Result<()> {
+        match ttl {
+            Some(ttl) => self.add_session(secret, principal, ttl).await?,
+            None => self.add_api_key(secret, principal).await?,
+        }
+        Ok(())
+    }
+    async fn remove_credential(&self, secret: &str, session: bool) -> anyhow::Result<()> {
+        if session {
+            self.remove_session(secret).await?
+        } else {
+            self.remove_api_key(secret).await?
+        }
+        Ok(())
+    }
+}
+
+impl Target for HttpPublisher {
+    async fn publish(
+        &self,
+        to: &[Topic],
+        event_type: &str,
+        data: &serde_json::Value,
+        idempotency_key: Option<&str>,
+    ) -> anyhow::Result<String> {
+        Ok(
+            HttpPublisher::publish(self, to, event_type, data, idempotency_key)
+                .await?
+                .id,
+        )
+    }
+    async fn set_snapshot(&self, topic: &Topic, data: &serde_json::Value) -> anyhow::Result<()> {
+        Ok(HttpPublisher::set_snapshot(self, topic, data).await?)
+    }
+    async fn resync(&self, user: &str) -> anyhow::Result<()> {
+        Ok(HttpPublisher::resync(self, user).await?)
+    }
+    async fn register_resource(&self, topic: &Topic) -> anyhow::Result<()> {
+        Ok(HttpPublisher::register_resource(self, topic).await?)
+    }
+    async fn grant(&self, user: &str, glob: &str) -> anyhow::Result<()> {
+        Ok(HttpPublisher::grant(self, user, glob).await?)
+    }
+    async fn revoke(&self, user: &str, glob: &str) -> anyhow::Result<()> {
+        Ok(HttpPublisher::revoke(self, user, glob).await?)
+    }
+    async fn add_credential(
+        &self,
+        secret: &str,
+        principal: &Principal,
+        ttl: Option<Duration>,
+    ) -> anyhow::Result<()> {
+        match ttl {
+            Some(ttl) => self.add_session(secret, principal, ttl).await?,
+            None => self.add_api_key(secret, principal, None).await?,
+        }
+        Ok(())
+    }
+    async fn remove_credential(&self, secret: &str, session: bool) -> anyhow::Result<()> {
+        if session {
+            self.remove_session(secret).await?
+        } else {
+            self.remove_api_key(secret).await?
+        }
+        Ok(())
+    }
+}
+
+/// Every command both targets serve; the others are refused with the reason.
+async fn run(target: &impl Target, command: Cmd) -> anyhow::Result<()> {
+    match command {
+        Cmd::Publish {
+            to,
+            event_type,
+            data,
+            idempotency_key,
+        } => {
+            let audience = to
+                .iter()
+                .map(|t| Topic::parse(t))
+                .collect::<Result<Vec<_>, _>>()?;
+            let id = target
+                .publish(
+                    &audience,
+                    &event_type,
+                    &json(&data)?,
+                    idempotency_key.as_deref(),
+                )
+                .await?;
+            println!("{id}");
+        }
+        Cmd::Snapshot {
+            topic,
+            user,
+            data,
+            resync,
+        } => {
+            let topic = match (&topic, &user) {
+                (Some(t), _) => Topic::parse(t)?,
+                (None, Some(u)) => Topic::user(u)?,
+                (None, None) => bail!("give --topic or --user"),
+            };
+            target.set_snapshot(&topic, &json(&data)?).await?;
+            if let (true, Some(u)) = (resync, &user) {
+                target.resync(u).await?;
+            }
+        }
+        Cmd::Resync { user } => target.resync(&user).await?,
+        Cmd::RegisterResource { topic } => target.register_resource(&Topic::parse(&topic)?).await?,
         Cmd::BroadcastOrg {
             org,
             event_type,
             data,
         } => {
+            let to = [Topic::org(&org)?];
             println!(
                 "{}",
-                publisher
-                    .broadcast_to_org(&org, &event_type, &json(&data)?)
+                target
+                    .publish(&to, &event_type, &json(&data)?, None)
                     .await?
             );
         }
@@ -291,51 +426,51 @@ async fn main() -> anyhow::Result<()> {
             event_type,
             data,
         } => {
+            let to = [herald_publisher::channel_topic(&org, &channel)?];
             println!(
                 "{}",
-                publisher
-                    .broadcast_to_channel(&org, &channel, &event_type, &json(&data)?)
+                target
+                    .publish(&to, &event_type, &json(&data)?, None)
                     .await?
             );
         }
-        Cmd::Grant { user, topic } => publisher.grant(&user, &topic).await?,
-        Cmd::Revoke { user, topic } => publisher.revoke(&user, &topic).await?,
-        Cmd::Apikey { action } => match action {
-            CredentialCmd::Add {
-                key,
-                sub,
-                org,
-                roles,
-                topics,
-                ..
-            } => {
-                publisher
-                    .add_api_key(&key, &principal(sub, org, roles, topics))
-                    .await?
-            }
-            CredentialCmd::Remove { key } => publisher.remove_api_key(&key).await?,
-        },
-        Cmd::Session { action } => match action {
-            CredentialCmd::Add {
-                key,
-                sub,
-                org,
-                roles,
-                topics,
-                ttl_secs,
-            } => {
-                publisher
-                    .add_session(
-                        &key,
-                        &principal(sub, org, roles, topics),
-                        Duration::from_secs(ttl_secs),
-                    )
-                    .await?
-            }
-            CredentialCmd::Remove { key } => publisher.remove_session(&key).await?,
-        },
+        Cmd::Grant { user, topic } => target.grant(&user, &topic).await?,
+        Cmd::Revoke { user, topic } => target.revoke(&user, &topic).await?,
+        Cmd::Apikey { action } => credential(target, action, false).await?,
+        Cmd::Session { action } => credential(target, action, true).await?,
+        other => bail!(
+            "`{}` is not served by the server API yet: use it with --redis",
+            format!("{other:?}")
+                .split([' ', '{', '('])
+                .next()
+                .unwrap_or_default()
+                .to_lowercase()
+        ),
     }
     Ok(())
+}
+
+async fn credential(
+    target: &impl Target,
+    action: CredentialCmd,
+    session: bool,
+) -> anyhow::Result<()> {
+    match action {
+        CredentialCmd::Add {
+            key,
+            sub,
+            org,
+            roles,
+            topics,
+            ttl_secs,
+        } => {
+            let ttl = session.then(|| Duration::from_secs(ttl_secs));
+            target
+                .add_credential(&key, &principal(sub, org, roles, topics), ttl)
+                .await
+        }
+        CredentialCmd::Remove { key } => target.remove_credential(&key, session).await,
+    }
 }
 
 fn json(text: &str) -> anyhow::Result<serde_json::Value> {
@@ -353,114 +488,4 @@ fn principal(
     p.roles = roles;
     p.topics = topics;
     p
-}
-
-/// The commands the server API serves, over HTTP.
-async fn over_http(api: HttpPublisher, command: Cmd) -> anyhow::Result<()> {
-    match command {
-        Cmd::Publish {
-            to,
-            event_type,
-            data,
-            idempotency_key,
-        } => {
-            let audience = to
-                .iter()
-                .map(|t| Topic::parse(t))
-                .collect::<Result<Vec<_>, _>>()?;
-            let published = api
-                .publish(
-                    &audience,
-                    &event_type,
-                    &json(&data)?,
-                    idempotency_key.as_deref(),
-                )
-                .await?;
-            println!("{}", published.id);
-        }
-        Cmd::Snapshot {
-            topic,
-            user,
-            data,
-            resync,
-        } => {
-            let topic = match (&topic, &user) {
-                (Some(t), _) => Topic::parse(t)?,
-                (None, Some(u)) => Topic::user(u)?,
-                (None, None) => bail!("give --topic or --user"),
-            };
-            api.set_snapshot(&topic, &json(&data)?).await?;
-            if let (true, Some(u)) = (resync, &user) {
-                api.resync(u).await?;
-            }
-        }
-        Cmd::Resync { user } => api.resync(&user).await?,
-        Cmd::RegisterResource { topic } => api.register_resource(&Topic::parse(&topic)?).await?,
-        Cmd::Grant { user, topic } => api.grant(&user, &topic).await?,
-        Cmd::Revoke { user, topic } => api.revoke(&user, &topic).await?,
-        Cmd::BroadcastOrg {
-            org,
-            event_type,
-            data,
-        } => {
-            let to = [Topic::org(&org)?];
-            println!(
-                "{}",
-                api.publish(&to, &event_type, &json(&data)?, None).await?.id
-            );
-        }
-        Cmd::BroadcastChannel {
-            org,
-            channel,
-            event_type,
-            data,
-        } => {
-            let to = [herald_publisher::channel_topic(&org, &channel)?];
-            println!(
-                "{}",
-                api.publish(&to, &event_type, &json(&data)?, None).await?.id
-            );
-        }
-        Cmd::Apikey { action } => match action {
-            CredentialCmd::Add {
-                key,
-                sub,
-                org,
-                roles,
-                topics,
-                ..
-            } => {
-                api.add_api_key(&key, &principal(sub, org, roles, topics), None)
-                    .await?
-            }
-            CredentialCmd::Remove { key } => api.remove_api_key(&key).await?,
-        },
-        Cmd::Session { action } => match action {
-            CredentialCmd::Add {
-                key,
-                sub,
-                org,
-                roles,
-                topics,
-                ttl_secs,
-            } => {
-                api.add_session(
-                    &key,
-                    &principal(sub, org, roles, topics),
-                    Duration::from_secs(ttl_secs),
-                )
-                .await?
-            }
-            CredentialCmd::Remove { key } => api.remove_session(&key).await?,
-        },
-        other => bail!(
-            "`{}` is not served by the server API yet: use it with --redis",
-            format!("{other:?}")
-                .split([' ', '{', '('])
-                .next()
-                .unwrap_or_default()
-                .to_lowercase()
-        ),
-    }
-    Ok(())
 }
