@@ -93,6 +93,8 @@ pub async fn handle(
                 .or_else(|| query.get("lastEventId").map(String::as_str))
                 .map(str::to_owned),
             latest_on_join: false,
+            positions: true,
+            announce: true,
         };
         let auth = app.auth.authenticate(&profile.spec.auth, &creds).await;
         return sse::serve(app, profile, auth, path, resume, ip_slot).await;
@@ -125,6 +127,8 @@ pub async fn handle(
             .as_ref()
             .and_then(|r| query.get(&r.query).cloned()),
         latest_on_join: true,
+        positions: profile.spec.websocket_positions(),
+        announce: false,
     };
     let write_timeout = Duration::from_millis(limits.write_timeout_ms);
     let tracker = app.shutdown.tracker().clone();

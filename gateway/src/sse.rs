@@ -1,6 +1,7 @@
 //! Server-Sent Events transport (profiles with `sse`): a thin adapter that
 //! serves a session as a `text/event-stream` response. Every event carries
-//! its history offset as `id:`, so `Last-Event-ID` resumes; gap frames are
+//! the client's resume position as `id:` (and the stream opens with a bare
+//! `id:` block), so `Last-Event-ID` resumes; gap frames are
 //! named events; keep-alive comments hold idle streams open. Refusals before
 //! the stream starts are HTTP statuses with the route's error frame as body;
 //! an error during the stream is a final `event: error`.
@@ -44,16 +45,21 @@ impl Transport for SseTransport {
 
     async fn send(&mut self, frames: Vec<Outbound>) -> Result<(), CloseReason> {
         for out in frames {
-            let mut event = Event::default().data(out.frame.as_str());
-            match &out.label {
-                Label::Plain => {}
-                Label::Event(e) => {
-                    if let Some(offset) = &e.envelope.offset {
-                        event = event.id(offset.as_str());
+            let event = match &out.label {
+                // No data: the browser keeps the id without firing an event.
+                Label::Position(position) => Event::default().id(position.as_str()),
+                Label::Plain => Event::default().data(out.frame.as_str()),
+                Label::Event(e, position) => {
+                    let event = Event::default().data(out.frame.as_str());
+                    match position.as_deref().or(e.envelope.offset.as_deref()) {
+                        Some(id) => event.id(id),
+                        None => event,
                     }
                 }
-                Label::Named(name) => event = event.event(name.as_str()),
-            }
+                Label::Named(name) => Event::default()
+                    .data(out.frame.as_str())
+                    .event(name.as_str()),
+            };
             self.tx
                 .send(event)
                 .await

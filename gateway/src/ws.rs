@@ -12,7 +12,7 @@ use herald_shared::profile::AuthSource;
 use tokio::time::timeout;
 
 use crate::auth::AuthError;
-use crate::conn::{CloseReason, Inbound, Outbound, Transport};
+use crate::conn::{CloseReason, Inbound, Label, Outbound, Transport};
 use crate::profile::CompiledProfile;
 use crate::state::AppState;
 
@@ -78,7 +78,9 @@ impl Transport for WsTransport {
     async fn send(&mut self, frames: Vec<Outbound>) -> Result<(), CloseReason> {
         let io = async {
             for f in frames {
-                self.socket.feed(Message::Text(f.frame)).await?;
+                if !matches!(f.label, Label::Position(_)) {
+                    self.socket.feed(Message::Text(f.frame)).await?;
+                }
             }
             self.socket.flush().await
         };

@@ -195,6 +195,10 @@ pub struct ChannelSpec {
     /// Longest channel name, in bytes. Names use ASCII letters, digits and `._-@+=`.
     #[serde(default = "default_max_channel_len")]
     pub max_len: usize,
+    /// Field of the subscribe frame that may hold a resume position: the
+    /// channel's events after it are replayed before live ones.
+    #[serde(default)]
+    pub position_field: Option<String>,
 }
 
 fn default_channel_field() -> String {
@@ -543,6 +547,11 @@ fn default_disconnect_close() -> u16 {
     1008
 }
 
+/// Topics one resume position can name: a route whose connections may hold
+/// more (joined topics plus `channels.max_per_connection`) cannot carry
+/// positions and is refused.
+pub const MAX_POSITION_TOPICS: usize = 64;
+
 /// A profile setting that cannot work, with the key that holds it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{key}: {reason}")]
@@ -676,6 +685,29 @@ impl RouteProfile {
                 );
             }
         }
+        if self.carries_positions() {
+            // SSE cannot subscribe channels; a WebSocket with positions can.
+            let channels = match self.websocket_positions() {
+                true => self.channels.as_ref().map_or(0, |c| c.max_per_connection),
+                false => 0,
+            };
+            let held = self.join.len() + channels;
+            if held > MAX_POSITION_TOPICS {
+                return err(
+                    if channels > 0 {
+                        "channels.max_per_connection"
+                    } else {
+                        "join"
+                    },
+                    format!(
+                        "a connection of this route may hold {held} topics (join templates plus \
+                         channels.max_per_connection) but a resume position names at most \
+                         {MAX_POSITION_TOPICS}: lower it, or serve the route without positions \
+                         (no `frame.offset_field`)"
+                    ),
+                );
+            }
+        }
         if let Some(ex) = &self.exclusive {
             check_template(&ex.key, &params).or_else(|r| err("exclusive.key", r))?;
             if ex.lease_ms < 300 {
@@ -747,6 +779,26 @@ impl RouteProfile {
             }
         }
         Ok(())
+    }
+}
+
+impl RouteProfile {
+    /// Whether clients of this route are sent resume positions: SSE always
+    /// (`id:`), WebSocket with `resume` and `frame.offset_field`.
+    pub fn carries_positions(&self) -> bool {
+        self.sse.is_some() || self.websocket_positions()
+    }
+
+    /// Whether WebSocket clients of this route are sent resume positions
+    /// (`resume` and `frame.offset_field`).
+    pub fn websocket_positions(&self) -> bool {
+        self.resume.is_some() && self.frame.offset_field.is_some()
+    }
+
+    /// Whether a connection of this route can only ever hold one topic, so
+    /// its position is that topic's plain offset.
+    pub fn holds_one_topic(&self) -> bool {
+        self.join.len() == 1 && !self.join[0].contains("{role}") && self.channels.is_none()
     }
 }
 
@@ -845,6 +897,41 @@ mod tests {
         let mut p = minimal();
         p.commands.clear();
         assert_eq!(p.validate(0).expect_err("pong").key, "profiles[0].commands");
+    }
+
+    #[test]
+    fn a_route_whose_position_cannot_name_every_topic_is_refused() {
+        let mut p = minimal();
+        p.sse = Some(SseSpec {
+            keep_alive_ms: 1000,
+        });
+        assert_eq!(p.validate(0), Ok(()), "two topics");
+        p.channels = Some(ChannelSpec {
+            field: "channel".into(),
+            topic: "res:x:{channel}".into(),
+            max_per_connection: MAX_POSITION_TOPICS - 1,
+            max_len: 10,
+            position_field: None,
+        });
+        assert_eq!(p.validate(0), Ok(()), "SSE cannot subscribe channels");
+        p.join = (0..=MAX_POSITION_TOPICS)
+            .map(|i| format!("res:x{i}:{{path.id}}"))
+            .collect();
+        let e = p.validate(0).expect_err("65 joined topics");
+        assert_eq!(e.key, "profiles[0].join");
+        assert!(e.reason.contains("at most 64"), "{}", e.reason);
+        p.join.truncate(2);
+        // Without positions on the wire there is nothing to bound.
+        p.sse = None;
+        assert_eq!(p.validate(0), Ok(()));
+        p.resume = Some(serde_json::from_str("{}").expect("resume"));
+        assert_eq!(p.validate(0), Ok(()), "resume without an offset field");
+        p.frame.offset_field = Some("offset".into());
+        let e = p
+            .validate(0)
+            .expect_err("WebSocket frames carrying positions");
+        assert_eq!(e.key, "profiles[0].channels.max_per_connection");
+        assert!(!p.holds_one_topic());
     }
 
     #[test]

@@ -68,3 +68,27 @@ failure_close_code = 4001
 failure_reason = "unauthorized"
 first_message_timeout_ms = 300
 "#;
+
+/// `/desk/{id}`: joins the user's topic, the org's and `res:desk:{id}`, plus
+/// channels `res:board:{name}` a client subscribes to (a resume position in
+/// the frame's `since`); nested frames carrying the client's resume position
+/// as `offset`, served as SSE too; gap frames typed `gap`.
+pub const DESK: &str = r#"
+[[profiles]]
+name = "desk"
+path = "/desk/{id}"
+join = ["user:{sub}", "org:{org}", "res:desk:{path.id}"]
+frame = { style = "nested", offset_field = "offset" }
+resume = { query = "since", gap_type = "gap" }
+sse = { keep_alive_ms = 15000 }
+commands = { subscribe = "subscribe", unsubscribe = "unsubscribe" }
+errors = { event_type = "error" }
+
+[profiles.channels]
+topic = "res:board:{channel}"
+max_per_connection = 8
+position_field = "since"
+
+[profiles.auth]
+sources = [{ from = "query", name = "token", accept = ["jwt"] }]
+"#;

@@ -283,6 +283,18 @@ async fn invalid_configuration_is_refused_naming_the_key() -> Result<()> {
     );
     let (ok, stderr) = check("", &[("HERALD_LISTEN", "not-an-address")]).await?;
     assert!(!ok && stderr.contains("HERALD_LISTEN"), "{stderr}");
+    // More channels than a resume position can name: refused, not resumed in part.
+    let desk_too_wide =
+        herald_tests::profiles::DESK.replace("max_per_connection = 8", "max_per_connection = 62");
+    let (ok, stderr) = check(&desk_too_wide, &[]).await?;
+    assert!(
+        !ok && stderr.contains("profiles[0].channels.max_per_connection")
+            && stderr.contains("may hold 65 topics"),
+        "{stderr}"
+    );
+    let desk_at_the_limit =
+        herald_tests::profiles::DESK.replace("max_per_connection = 8", "max_per_connection = 61");
+    assert!(check(&desk_at_the_limit, &[]).await?.0, "64 topics fit");
     Ok(())
 }
 

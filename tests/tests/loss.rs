@@ -1,19 +1,23 @@
-//! The loss test: N clients on two replicas, M events on one topic; mid-run
+//! The loss test: N clients on two replicas, each holding three topics (its
+//! user's, its org's and a resource), M events spread over them; mid-run
 //! Redis is killed with SIGKILL and restarted, then one replica is killed
 //! with SIGKILL. Clients of the dead replica reconnect to the other one with
-//! their resume position. It prints `sent`, `delivered`, `lost`, `duplicated`
-//! and `reordered`, and with history on all but `sent`/`delivered` must be 0.
+//! their resume position, which names all three topics. It prints `sent`,
+//! `delivered`, `lost`, `duplicated` and `reordered` (within a topic), and
+//! with history on all but `sent`/`delivered` must be 0.
 //!
 //! Rerun with other sizes: `HERALD_LOSS_CLIENTS=100 HERALD_LOSS_EVENTS=2000
 //! cargo test -p herald-tests --test loss -- --nocapture`.
 
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Result, bail};
 use herald_publisher::Topic;
-use herald_tests::profiles::FEED;
-use herald_tests::{Cluster, RedisServer, WsClient, jwt, unix_now};
+use herald_tests::profiles::DESK;
+use herald_tests::{Cluster, RedisServer, WsClient, jwt, unix_now, wait_until};
 use serde_json::json;
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -23,6 +27,9 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// The topics every client holds; event `seq` goes to `TOPICS[seq % 3]`.
+const TOPICS: [&str; 3] = ["user:reader", "org:acme", "res:desk:d1"];
+
 #[derive(Debug, Default)]
 struct Received {
     seqs: Vec<u64>,
@@ -30,13 +37,18 @@ struct Received {
 }
 
 /// One client: reads until it has seen `last`, reconnecting (to the next
-/// replica, with its resume position) whenever its connection ends.
-async fn client(addrs: Vec<String>, first: usize, last: u64) -> Result<Received> {
-    let token = jwt("reader", None, &[], unix_now() + 3600);
+/// replica, with its resume position) whenever its connection ends. It
+/// counts itself `ready` once it has heard a `hello` on every topic.
+async fn client(
+    addrs: Vec<String>,
+    first: usize,
+    last: u64,
+    ready: Arc<AtomicUsize>,
+) -> Result<Received> {
+    let token = jwt("reader", Some("acme"), &[], unix_now() + 3600);
     let mut got = Received::default();
-    // From the start of the history: a client whose first connection lands
-    // after the first events (a slow connect) still gets them.
-    let mut since: Option<String> = Some("0-0".to_owned());
+    let mut since: Option<String> = None;
+    let mut heard: HashSet<String> = HashSet::new();
     let mut target = first;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     'connect: while tokio::time::Instant::now() < deadline {
@@ -45,7 +57,7 @@ async fn client(addrs: Vec<String>, first: usize, last: u64) -> Result<Received>
             .map(|s| format!("&since={s}"))
             .unwrap_or_default();
         let url = format!(
-            "ws://{}/feed/f1?token={token}{resume}",
+            "ws://{}/desk/d1?token={token}{resume}",
             addrs[target % addrs.len()]
         );
         let Ok(mut ws) = WsClient::connect(&url).await else {
@@ -56,10 +68,21 @@ async fn client(addrs: Vec<String>, first: usize, last: u64) -> Result<Received>
         loop {
             match ws.next_json().await {
                 Ok(frame) => {
+                    if let Some(position) = frame["offset"].as_str() {
+                        since = Some(position.to_owned());
+                    }
+                    if frame["type"] == "hello" {
+                        if let Some(topic) = frame["data"]["topic"].as_str()
+                            && heard.insert(topic.to_owned())
+                            && heard.len() == TOPICS.len()
+                        {
+                            ready.fetch_add(1, Ordering::SeqCst);
+                        }
+                        continue;
+                    }
                     let Some(seq) = frame["data"]["seq"].as_u64() else {
                         continue;
                     };
-                    since = frame["offset"].as_str().map(str::to_owned);
                     got.seqs.push(seq);
                     if seq == last {
                         return Ok(got);
@@ -79,20 +102,36 @@ async fn client(addrs: Vec<String>, first: usize, last: u64) -> Result<Received>
 #[tokio::test]
 async fn nothing_lost_nothing_repeated_through_redis_and_replica_crashes() -> Result<()> {
     let clients = env_or("HERALD_LOSS_CLIENTS", 20) as usize;
-    let events = env_or("HERALD_LOSS_EVENTS", 300);
+    let events = env_or("HERALD_LOSS_EVENTS", 1200);
     let mut c = Cluster::on(
         RedisServer::start_persistent().await?,
         2,
-        Some(FEED.to_owned()),
+        Some(DESK.to_owned()),
     )
     .await?;
     let addrs: Vec<String> = c.gateways.iter().map(|g| g.addr.clone()).collect();
+    let ready = Arc::new(AtomicUsize::new(0));
     let readers: Vec<_> = (0..clients)
-        .map(|i| tokio::spawn(client(addrs.clone(), i, events - 1)))
+        .map(|i| tokio::spawn(client(addrs.clone(), i, events - 1, Arc::clone(&ready))))
         .collect();
-    c.subscribers_become("res:feed:f1", 2).await?;
+    let topics = TOPICS
+        .iter()
+        .map(|t| Topic::parse(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Every client hears every topic before the run: from then on its
+    // position names all three.
+    wait_until("every client hears every topic", || async {
+        for topic in &topics {
+            let hello = json!({"topic": topic.as_str()});
+            let _ = c
+                .publisher
+                .publish(std::slice::from_ref(topic), "hello", &hello)
+                .await;
+        }
+        ready.load(Ordering::SeqCst) == clients
+    })
+    .await?;
 
-    let topic = Topic::resource("feed", "f1")?;
     for seq in 0..events {
         if seq == events / 3 {
             c.redis.kill().await;
@@ -104,7 +143,7 @@ async fn nothing_lost_nothing_repeated_through_redis_and_replica_crashes() -> Re
         }
         herald_tests::publish_retrying(
             &c.publisher,
-            std::slice::from_ref(&topic),
+            std::slice::from_ref(&topics[(seq % 3) as usize]),
             "tick",
             &json!({"seq": seq}),
         )
@@ -125,7 +164,11 @@ async fn nothing_lost_nothing_repeated_through_redis_and_replica_crashes() -> Re
         reconnects += got.reconnects;
         lost += events - distinct.len() as u64;
         duplicated += got.seqs.len() as u64 - distinct.len() as u64;
-        reordered += got.seqs.windows(2).filter(|w| w[1] <= w[0]).count() as u64;
+        // Within a topic, events must arrive in publish order.
+        for t in 0..3 {
+            let on_topic: Vec<u64> = got.seqs.iter().copied().filter(|s| s % 3 == t).collect();
+            reordered += on_topic.windows(2).filter(|w| w[1] <= w[0]).count() as u64;
+        }
     }
     let sent = events * clients as u64;
     println!(

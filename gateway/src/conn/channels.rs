@@ -16,14 +16,17 @@ use crate::hub::Subscriber;
 pub(crate) struct Channels {
     joined: Vec<Topic>,
     left: Vec<Topic>,
-    /// The replayed topic and the offset replay reached (see `replay`).
-    pub(crate) replayed: Option<(Topic, (u64, u64))>,
 }
 
 impl Channels {
     /// Whether an event on `topic` must be skipped (the client left it).
     pub(crate) fn filtered(&self, topic: &Topic) -> bool {
         !self.left.is_empty() && self.left.contains(topic)
+    }
+
+    /// Topics the client left (and has not joined again).
+    pub(crate) fn left(&self) -> &[Topic] {
+        &self.left
     }
 
     fn forget(&mut self, topic: &Topic) {
@@ -65,12 +68,13 @@ impl Connection {
             .ok_or(Refusal::BadRequest("Invalid channel name"))
     }
 
+    /// Join a channel; the topic when newly joined.
     pub(crate) async fn subscribe(
         &self,
         sub: &Arc<Subscriber>,
         channels: &mut Channels,
         name: Option<&str>,
-    ) -> Result<(), Refusal> {
+    ) -> Result<Option<Topic>, Refusal> {
         let spec = self
             .profile
             .spec
@@ -79,7 +83,7 @@ impl Connection {
             .ok_or(Refusal::BadRequest("Channels are not supported"))?;
         let topic = self.named_channel(name)?;
         if channels.joined.contains(&topic) {
-            return Ok(());
+            return Ok(None);
         }
         if channels.joined.len() >= spec.max_per_connection {
             return Err(Refusal::TooMany);
@@ -101,8 +105,8 @@ impl Connection {
             return Err(Refusal::Internal);
         }
         channels.left.retain(|t| *t != topic);
-        channels.joined.push(topic);
-        Ok(())
+        channels.joined.push(topic.clone());
+        Ok(Some(topic))
     }
 
     pub(crate) async fn unsubscribe(

@@ -18,6 +18,7 @@ mod admission;
 mod channels;
 mod close;
 mod heartbeat;
+mod position;
 mod replay;
 mod transport;
 
@@ -26,6 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
+use futures_util::future::join_all;
 use herald_shared::envelope::{
     CONTROL_DISCONNECT, CONTROL_RESYNC, CONTROL_REVOKE, CONTROL_UNSUBSCRIBE,
 };
@@ -44,6 +46,8 @@ pub use admission::admit;
 use channels::{Channels, Refusal};
 pub use close::{CloseReason, RATE_LIMITED_CLOSE};
 use heartbeat::{Heartbeat, Tick};
+use position::{Given, offset_text};
+use replay::Cursor;
 pub use replay::MAX_REPLAY;
 pub use transport::{Inbound, Label, Outbound, Transport};
 
@@ -60,15 +64,20 @@ pub struct Connection {
     pub path: HashMap<String, String>,
 }
 
-/// Where the client resumes from, as its transport carries it.
+/// Where the client resumes from, and what its transport can tell it.
 #[derive(Debug, Default)]
 pub struct Resume {
-    /// Offset of the last event the client saw (SSE `Last-Event-ID`, a
-    /// WebSocket route's `resume.query`).
+    /// The resume position the client came back with (SSE `Last-Event-ID`,
+    /// a WebSocket route's `resume.query`).
     pub from: Option<String>,
     /// Without a position, send the route's latest events on join
     /// (`resume.replay_last`).
     pub latest_on_join: bool,
+    /// The transport shows the client its position with every event (SSE
+    /// `id:`, a WebSocket route's `frame.offset_field`).
+    pub positions: bool,
+    /// It can also tell the position before any event (SSE).
+    pub announce: bool,
 }
 
 /// An admitted connection, joined to its topics, ready to serve.
@@ -78,7 +87,8 @@ pub struct Session {
     held: Held,
     rx: mpsc::Receiver<Arc<SharedEvent>>,
     topics: Vec<Topic>,
-    resume_from: Option<String>,
+    cursor: Cursor,
+    announce: bool,
     latest: Option<replay::Replay>,
 }
 
@@ -109,12 +119,13 @@ impl Connection {
             _slot: None,
         };
         match self.acquire(&mut held, &resume).await {
-            Ok((topics, latest)) => Ok(Session {
+            Ok((topics, latest, cursor)) => Ok(Session {
                 conn: self,
                 held,
                 rx,
                 topics,
-                resume_from: resume.from,
+                cursor,
+                announce: resume.announce,
                 latest,
             }),
             Err(reason) => {
@@ -129,7 +140,7 @@ impl Connection {
         &self,
         held: &mut Held,
         resume: &Resume,
-    ) -> Result<(Vec<Topic>, Option<replay::Replay>), CloseReason> {
+    ) -> Result<(Vec<Topic>, Option<replay::Replay>, Cursor), CloseReason> {
         held._slot = Some(admit(&self.app, &self.profile, &self.principal, &self.path).await?);
         // Reachable by orders from here on (release forgets it on refusal).
         self.app
@@ -144,9 +155,19 @@ impl Connection {
                 tracing::warn!(error = %e, "principal yields an invalid topic");
                 CloseReason::Unauthorized("Identity cannot be served")
             })?;
+        if resume.positions && topics.len() > position::MAX_TOPICS {
+            // Checked per route at start-up; only `{role}` can get here.
+            tracing::warn!(
+                topics = topics.len(),
+                "more topics than a resume position can name"
+            );
+            return Err(CloseReason::Unauthorized("Identity cannot be served"));
+        }
+        // Anything that is not a position counts as none.
+        let given = resume.from.as_deref().and_then(Given::parse);
         // The latest events are read before subscribing and completed after
         // it, so events published in between are neither lost nor reordered.
-        let latest = match (&self.profile.spec.resume, topics.first(), &resume.from) {
+        let latest = match (&self.profile.spec.resume, topics.first(), &given) {
             (Some(spec), Some(primary), None) if resume.latest_on_join && spec.replay_last > 0 => {
                 Some(replay::latest(&self.app, primary, spec.replay_last).await)
             }
@@ -158,7 +179,29 @@ impl Connection {
                 return Err(CloseReason::Internal);
             }
         }
-        Ok((topics, latest))
+        let plain = self.profile.spec.holds_one_topic();
+        let mut cursor = Cursor::new(resume.positions, plain, given);
+        // A topic the client's position does not name starts where its
+        // history stands now. A one-topic WebSocket route never needs it:
+        // its position is the offset of the last event sent.
+        if resume.positions && (!plain || resume.announce) {
+            let starts = join_all(topics.iter().enumerate().map(|(i, topic)| {
+                let given = cursor.given.as_ref().and_then(|g| g.of(topic, i == 0));
+                async move {
+                    match given {
+                        Some(at) => at,
+                        None => replay::join_point(&self.app, topic).await,
+                    }
+                }
+            }))
+            .await;
+            if let Some(position) = cursor.position.as_mut() {
+                for (topic, at) in topics.iter().zip(starts) {
+                    position.hold(topic, at);
+                }
+            }
+        }
+        Ok((topics, latest, cursor))
     }
 
     async fn release(&self, held: &Held) {
@@ -237,14 +280,9 @@ impl Session {
             limits.client_message_burst,
         );
         let latest = self.latest.take();
+        let cursor = &mut self.cursor;
         if let Err(r) = conn
-            .replay_history(
-                transport,
-                &self.topics,
-                self.resume_from.as_deref(),
-                latest,
-                &mut channels,
-            )
+            .replay_history(transport, &self.topics, latest, cursor, self.announce)
             .await
         {
             return r;
@@ -261,7 +299,7 @@ impl Session {
                 _ = &mut expiry, if expires_at.is_some() => return CloseReason::Unauthorized("Token expired"),
                 event = rx.recv() => {
                     let Some(event) = event else { return CloseReason::Internal };
-                    if let Err(r) = conn.write_events(transport, &sub, event, rx, &mut channels).await {
+                    if let Err(r) = conn.write_events(transport, &sub, event, rx, &mut channels, cursor).await {
                         return r;
                     }
                 }
@@ -270,7 +308,7 @@ impl Session {
                         return CloseReason::Flood;
                     }
                     Inbound::Text(text) => {
-                        let frame = conn.client_frame(transport, &sub, text.as_str(), heartbeat.as_mut(), &mut channels);
+                        let frame = conn.client_frame(transport, &sub, text.as_str(), heartbeat.as_mut(), &mut channels, cursor);
                         if let Err(r) = frame.await {
                             return r;
                         }
@@ -303,38 +341,141 @@ impl Session {
 }
 
 impl Connection {
-    /// With a resume position or latest events: a gap frame if the history
-    /// no longer reaches the position, then the first topic's history after
-    /// it (or its latest events), before any live event.
+    /// With a resume position: for every held topic it names, a gap frame
+    /// if the topic's history no longer reaches back to it, then the events
+    /// after it, merged across topics in publish order. Without one, the
+    /// first topic's latest events (`resume.replay_last`). All before any
+    /// live event; where nothing is replayed, the position alone if the
+    /// transport can tell it.
     async fn replay_history<T: Transport>(
         &self,
         transport: &mut T,
         topics: &[Topic],
-        resume_from: Option<&str>,
         latest: Option<replay::Replay>,
-        channels: &mut Channels,
+        cursor: &mut Cursor,
+        announce: bool,
     ) -> Result<(), CloseReason> {
-        let Some(primary) = topics.first() else {
-            return Ok(());
-        };
-        let r = match (resume_from, latest) {
-            (Some(since), _) => replay::after(&self.app, primary, since, true).await,
-            (None, Some(latest)) => replay::then_after(latest, &self.app, primary).await,
-            (None, None) => return Ok(()),
-        };
-        tracing::debug!(events = r.events.len(), up_to = ?r.up_to, gap = r.gap, "history replayed");
-        let mut frames = Vec::with_capacity(r.events.len() + 1);
-        if r.gap {
+        let mut gaps: Vec<(Topic, String)> = Vec::new();
+        let mut events: Vec<Arc<SharedEvent>> = Vec::new();
+        match (&cursor.given, latest, topics.first()) {
+            (Some(given), _, _) => {
+                let named = topics
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, t)| given.of(t, i == 0).map(|at| (t, at)));
+                let reads = join_all(named.map(|(topic, since)| async move {
+                    (
+                        topic,
+                        since,
+                        replay::after(&self.app, topic, since, true).await,
+                    )
+                }))
+                .await;
+                for (topic, since, r) in reads {
+                    if r.gap {
+                        gaps.push((topic.clone(), offset_text(since)));
+                    }
+                    if let Some(up_to) = r.up_to {
+                        cursor.replayed_up_to(topic, up_to);
+                    }
+                    events.extend(r.events);
+                }
+            }
+            (None, Some(latest), Some(primary)) => {
+                let r = replay::then_after(latest, &self.app, primary).await;
+                if let Some(up_to) = r.up_to {
+                    cursor.replayed_up_to(primary, up_to);
+                }
+                events = r.events;
+            }
+            _ => {}
+        }
+        // Each topic's events are in offset order already; a stable sort
+        // by offset interleaves the topics in publish order.
+        events.sort_by_key(|e| {
+            e.envelope
+                .offset
+                .as_deref()
+                .and_then(herald_shared::envelope::parse_offset)
+        });
+        tracing::debug!(events = events.len(), gaps = gaps.len(), "history replayed");
+        let mut frames = Vec::with_capacity(events.len() + gaps.len() + 1);
+        for (topic, since) in &gaps {
             frames.push(Outbound {
-                frame: self.profile.gap_frame(resume_from),
+                frame: self.profile.gap_frame(topic, since),
                 label: Label::Named(self.profile.gap_type().to_owned()),
             });
         }
-        frames.extend(r.events.iter().map(|e| Outbound {
-            frame: self.profile.event_frame(e),
-            label: Label::Event(Arc::clone(e)),
-        }));
-        channels.replayed = r.up_to.map(|o| (primary.clone(), o));
+        for e in &events {
+            frames.push(self.event_out(e, cursor));
+        }
+        if events.is_empty()
+            && announce
+            && let Some(position) = cursor.announcement(topics.first())
+        {
+            frames.push(Outbound {
+                frame: Utf8Bytes::from_static(""),
+                label: Label::Position(position),
+            });
+        }
+        if frames.is_empty() {
+            return Ok(());
+        }
+        self.write(transport, frames).await
+    }
+
+    /// An event for this client: the shared frame, or one showing the
+    /// client's position across its topics.
+    fn event_out(&self, event: &Arc<SharedEvent>, cursor: &mut Cursor) -> Outbound {
+        match cursor.sent(event) {
+            None => Outbound {
+                frame: self.profile.event_frame(event),
+                label: Label::Event(Arc::clone(event), None),
+            },
+            Some(position) => Outbound {
+                frame: self.profile.event_frame_at(event, &position),
+                label: Label::Event(Arc::clone(event), Some(position)),
+            },
+        }
+    }
+
+    /// A channel the client just joined: replay it from the position that
+    /// names it (the subscribe frame's, else the connection's), or start
+    /// its position where its history stands.
+    async fn resume_channel<T: Transport>(
+        &self,
+        transport: &mut T,
+        topic: &Topic,
+        since: Option<position::Offset>,
+        cursor: &mut Cursor,
+    ) -> Result<(), CloseReason> {
+        if cursor.position.is_none() {
+            return Ok(());
+        }
+        let Some(since) = since else {
+            let at = replay::join_point(&self.app, topic).await;
+            if let Some(p) = cursor.position.as_mut() {
+                p.hold(topic, at);
+            }
+            return Ok(());
+        };
+        if let Some(p) = cursor.position.as_mut() {
+            p.hold(topic, since);
+        }
+        let r = replay::after(&self.app, topic, since, true).await;
+        if let Some(up_to) = r.up_to {
+            cursor.replayed_up_to(topic, up_to);
+        }
+        let mut frames = Vec::with_capacity(r.events.len() + 1);
+        if r.gap {
+            frames.push(Outbound {
+                frame: self.profile.gap_frame(topic, &offset_text(since)),
+                label: Label::Named(self.profile.gap_type().to_owned()),
+            });
+        }
+        for e in &r.events {
+            frames.push(self.event_out(e, cursor));
+        }
         if frames.is_empty() {
             return Ok(());
         }
@@ -349,6 +490,7 @@ impl Connection {
         first: Arc<SharedEvent>,
         rx: &mut mpsc::Receiver<Arc<SharedEvent>>,
         channels: &mut Channels,
+        cursor: &mut Cursor,
     ) -> Result<(), CloseReason> {
         let mut frames: Vec<Outbound> = Vec::with_capacity(4);
         let mut next = Some(first);
@@ -370,6 +512,7 @@ impl Connection {
                     && let Some(topic) = data.get("topic").and_then(|t| t.as_str())
                     && self.drop_channel(sub, channels, topic).await
                 {
+                    cursor.release(channels.left());
                     frames.extend(
                         self.profile
                             .error_frame(Refusal::Forbidden("Unsubscribed by the server").error())
@@ -384,15 +527,14 @@ impl Connection {
                     && let Some(glob) = data.get("topic").and_then(|t| t.as_str())
                     && self.revoke(sub, channels, glob).await > 0
                 {
+                    cursor.release(channels.left());
                     frames.extend(
                         self.profile
                             .error_frame(Refusal::Forbidden("Subscription revoked").error())
                             .map(Outbound::plain),
                     );
                 }
-            } else if channels.filtered(&env.topic)
-                || replay::already_replayed(&channels.replayed, &event)
-            {
+            } else if channels.filtered(&env.topic) || cursor.already_replayed(&event) {
                 // Queued before the client left (or lost) the channel.
             } else {
                 self.profile
@@ -400,10 +542,7 @@ impl Connection {
                     .lag
                     .record(((now - env.ts).max(0) as f64) / 1000.0);
                 let resend = self.profile.resends_snapshot_after(&env.event_type);
-                frames.push(Outbound {
-                    frame: self.profile.event_frame(&event),
-                    label: Label::Event(Arc::clone(&event)),
-                });
+                frames.push(self.event_out(&event, cursor));
                 if resend {
                     frames.extend(self.snapshot_frame().await.map(Outbound::plain));
                 }
@@ -443,6 +582,7 @@ impl Connection {
         text: &str,
         heartbeat: Option<&mut Heartbeat>,
         channels: &mut Channels,
+        cursor: &mut Cursor,
     ) -> Result<(), CloseReason> {
         let strict = self.profile.spec.on_unknown == UnknownFrame::Error;
         let Ok(serde_json::Value::Object(frame)) = serde_json::from_str::<serde_json::Value>(text)
@@ -481,8 +621,33 @@ impl Connection {
                 }
                 Ok(())
             }
-            Some(Command::Subscribe) => self.subscribe(sub, channels, channel()).await,
-            Some(Command::Unsubscribe) => self.unsubscribe(sub, channels, channel()).await,
+            Some(Command::Subscribe) => match self.subscribe(sub, channels, channel()).await {
+                Ok(Some(topic)) => {
+                    // A position in the frame (a plain offset names this
+                    // channel); without one, the connection's position may.
+                    let field = self
+                        .profile
+                        .spec
+                        .channels
+                        .as_ref()
+                        .and_then(|c| c.position_field.as_ref());
+                    let since = match field.and_then(|f| frame.get(f)) {
+                        Some(value) => value
+                            .as_str()
+                            .and_then(Given::parse)
+                            .and_then(|g| g.of(&topic, true)),
+                        None => cursor.given.as_ref().and_then(|g| g.of(&topic, false)),
+                    };
+                    return self.resume_channel(transport, &topic, since, cursor).await;
+                }
+                Ok(None) => Ok(()),
+                Err(refusal) => Err(refusal),
+            },
+            Some(Command::Unsubscribe) => {
+                let left = self.unsubscribe(sub, channels, channel()).await;
+                cursor.release(channels.left());
+                left
+            }
             Some(Command::Heartbeat) => {
                 if let Some(ack) = self.profile.heartbeat_ack_frame() {
                     self.write(transport, vec![Outbound::plain(ack)]).await?;

@@ -27,10 +27,14 @@ pub struct Outbound {
 pub enum Label {
     /// A frame of the gateway's own (snapshot, ping, reply).
     Plain,
-    /// A published event; its history offset is a resume position.
-    Event(Arc<SharedEvent>),
+    /// A published event, with the client's resume position after it when
+    /// that is not the event's own history offset.
+    Event(Arc<SharedEvent>, Option<String>),
     /// A frame with a name of its own (the gap frame's type).
     Named(String),
+    /// The resume position alone, before any event: for transports that can
+    /// tell it without a frame (an SSE block with only `id:`). Others skip it.
+    Position(String),
 }
 
 impl Outbound {

@@ -112,6 +112,19 @@ impl CompiledProfile {
         })
     }
 
+    /// An event showing `position` instead of its own offset: encoded for
+    /// one socket (a route whose position names several topics).
+    pub fn event_frame_at(&self, event: &SharedEvent, position: &str) -> Utf8Bytes {
+        let env = &event.envelope;
+        wire::encode_event_at(
+            &self.spec.frame,
+            &env.event_type,
+            env.ts,
+            env.data.get(),
+            Some(position),
+        )
+    }
+
     /// A frame of the gateway's own making with a payload (snapshot, gap).
     pub fn payload_frame(&self, event_type: &str, data: &str) -> Utf8Bytes {
         wire::encode_event(&self.spec.frame, event_type, now_ms(), data)
@@ -125,9 +138,10 @@ impl CompiledProfile {
             .map_or("herald.gap", |r| r.gap_type.as_str())
     }
 
-    /// The gap frame for a resume position the history no longer reaches.
-    pub fn gap_frame(&self, since: Option<&str>) -> Utf8Bytes {
-        let data = serde_json::json!({ "since": since }).to_string();
+    /// The gap frame for a topic whose history no longer reaches back to
+    /// the client's offset in it.
+    pub fn gap_frame(&self, topic: &Topic, since: &str) -> Utf8Bytes {
+        let data = serde_json::json!({ "since": since, "topic": topic.as_str() }).to_string();
         self.payload_frame(self.gap_type(), &data)
     }
 
