@@ -93,6 +93,8 @@ pub struct Config {
     #[serde(default)]
     pub shutdown: ShutdownConfig,
     #[serde(default)]
+    pub readiness: ReadinessConfig,
+    #[serde(default)]
     pub log: LogConfig,
     #[serde(default)]
     pub auth: AuthConfig,
@@ -210,6 +212,31 @@ impl Default for ShutdownConfig {
         Self {
             drain_ms: 5000,
             unready_ms: 0,
+        }
+    }
+}
+
+/// The delivery probe behind `/readyz`: an event this replica publishes to
+/// itself through the broker, the way its clients' events travel.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+// Every field defaults, from `Default` below: the one place defaults live.
+#[serde(default, deny_unknown_fields)]
+pub struct ReadinessConfig {
+    /// How often a probe is published. Default 2000.
+    pub probe_interval_ms: u64,
+    /// How long a probe may take to come back. Default 1000; at most
+    /// `probe_interval_ms`.
+    pub probe_timeout_ms: u64,
+    /// Probes missing in a row before `/readyz` fails. Default 2.
+    pub probe_misses: u32,
+}
+
+impl Default for ReadinessConfig {
+    fn default() -> Self {
+        Self {
+            probe_interval_ms: 2000,
+            probe_timeout_ms: 1000,
+            probe_misses: 2,
         }
     }
 }
@@ -511,6 +538,22 @@ impl Config {
                 "redis.prefix",
                 format!("`{prefix}` must be non-empty without braces or spaces"),
             );
+        }
+        let r = &self.readiness;
+        if r.probe_interval_ms == 0 {
+            return invalid(
+                "readiness.probe_interval_ms",
+                "must be greater than zero".to_owned(),
+            );
+        }
+        if r.probe_timeout_ms == 0 || r.probe_timeout_ms > r.probe_interval_ms {
+            return invalid(
+                "readiness.probe_timeout_ms",
+                "must be greater than zero and at most readiness.probe_interval_ms".to_owned(),
+            );
+        }
+        if r.probe_misses == 0 {
+            return invalid("readiness.probe_misses", "must be at least 1".to_owned());
         }
         if self.limits.outbound_queue == 0 {
             return invalid("limits.outbound_queue", "must be at least 1".to_owned());

@@ -35,6 +35,7 @@ pub mod lease;
 pub mod limits;
 pub mod metrics;
 pub mod presence;
+pub mod probe;
 pub mod profile;
 pub mod route;
 pub mod router;
@@ -125,6 +126,14 @@ pub async fn run(
         .min()
         .map(|ms| Duration::from_millis(ms / 3));
     let presence = Presence::start(presence, replica_id.clone(), presence_every);
+    let probing = CancellationToken::new();
+    let probe = probe::Probe::start(
+        Arc::clone(&hub),
+        Arc::clone(&broker),
+        &replica_id,
+        &config.readiness,
+        probing.clone(),
+    );
     let state = Arc::new(AppState {
         auth: Authenticator::new(&config.auth, Arc::clone(&store))?,
         api_keys: api::ApiKeys::from_config(&config.api),
@@ -136,6 +145,7 @@ pub async fn run(
             config.limits.connects_per_ip_per_second,
         ),
         presence,
+        probe,
         replica_id,
         config,
         profiles,
@@ -177,6 +187,7 @@ pub async fn run(
     }
     drain_state.shutdown.begin();
     state.shutdown.wait().await;
+    probing.cancel();
     tracing::info!("stopped");
     Ok(())
 }

@@ -30,6 +30,9 @@ const BROKER_REPAIRED: &str = "herald_broker_repaired_messages_total";
 const TOPICS: &str = "herald_topics_subscribed";
 const AUTH_FAILURES: &str = "herald_auth_failures_total";
 const BUILD_INFO: &str = "herald_build_info";
+const PROBE_OK: &str = "herald_delivery_probe_ok";
+const PROBE_MISSED: &str = "herald_delivery_probes_missed_total";
+const PROBE_ROUND_TRIP: &str = "herald_delivery_probe_seconds";
 
 /// Lag buckets, in seconds: sub-millisecond to multi-second.
 const LAG_BUCKETS: [f64; 14] = [
@@ -84,6 +87,19 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
         "Failed authentications, by route and reason."
     );
     describe_gauge!(BUILD_INFO, "Always 1; the labels say which build runs.");
+    describe_gauge!(
+        PROBE_OK,
+        "1 while this replica's delivery probes come back (what /readyz reports besides the broker)."
+    );
+    describe_counter!(
+        PROBE_MISSED,
+        "Delivery probes that did not come back in time (or could not be published)."
+    );
+    describe_histogram!(
+        PROBE_ROUND_TRIP,
+        "Time from publishing a delivery probe to receiving it."
+    );
+    gauge!(PROBE_OK).set(0.0);
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     // Present from the start: an alert on `== 0` must also catch a replica
     // that never connected (the broker sets it as it connects).
@@ -178,4 +194,16 @@ pub fn broker_connected(up: bool) {
 
 pub fn topics(n: usize) {
     gauge!(TOPICS).set(n as f64);
+}
+
+pub fn probe(ok: bool) {
+    gauge!(PROBE_OK).set(if ok { 1.0 } else { 0.0 });
+}
+
+pub fn probe_missed() {
+    counter!(PROBE_MISSED).increment(1);
+}
+
+pub fn probe_round_trip(seconds: f64) {
+    histogram!(PROBE_ROUND_TRIP).record(seconds);
 }

@@ -56,6 +56,8 @@ async fn readyz(State(app): State<Arc<AppState>>) -> impl IntoResponse {
         (StatusCode::SERVICE_UNAVAILABLE, "draining")
     } else if !app.broker.is_ready() {
         (StatusCode::SERVICE_UNAVAILABLE, "broker not ready")
+    } else if !app.probe.ok() {
+        (StatusCode::SERVICE_UNAVAILABLE, "delivery probes missing")
     } else {
         (StatusCode::OK, "ready")
     }

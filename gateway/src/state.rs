@@ -13,6 +13,7 @@ use crate::hub::Hub;
 use crate::lease::Leases;
 use crate::limits::ConnectionLimits;
 use crate::presence::Presence;
+use crate::probe::Probe;
 use crate::profile::ProfileRegistry;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
@@ -30,6 +31,8 @@ pub struct AppState {
     pub leases: Arc<Leases>,
     pub limits: ConnectionLimits,
     pub presence: Arc<Presence>,
+    /// Whether events this replica publishes come back (`/readyz`).
+    pub probe: Arc<Probe>,
     /// Random id of this process, part of lease holder and presence member names.
     pub replica_id: String,
     pub prometheus: Option<PrometheusHandle>,

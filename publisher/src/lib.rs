@@ -59,8 +59,39 @@ pub enum PublishError {
     EmptyAudience,
 }
 
+/// Whether Redis may take the command if asked again: the connection
+/// failed or timed out, or the server is between roles (failover, loading).
+fn transient(e: &fred::error::Error) -> bool {
+    use fred::error::ErrorKind;
+    const SERVER_STATES: [&str; 6] = [
+        "LOADING",
+        "READONLY",
+        "CLUSTERDOWN",
+        "MASTERDOWN",
+        "TRYAGAIN",
+        "NOREPLICAS",
+    ];
+    match e.kind() {
+        ErrorKind::IO
+        | ErrorKind::Timeout
+        | ErrorKind::Canceled
+        | ErrorKind::Cluster
+        | ErrorKind::Routing
+        | ErrorKind::Backpressure
+        | ErrorKind::Sentinel => true,
+        _ => SERVER_STATES.iter().any(|s| e.details().contains(s)),
+    }
+}
+
 /// The unique id of a published event (a time-ordered UUID).
 pub type EventId = String;
+
+/// How long a publish keeps trying through a Redis outage or failover
+/// unless [`Publisher::with_retry_window`] says otherwise.
+pub const DEFAULT_RETRY_WINDOW: Duration = Duration::from_secs(10);
+/// First pause between attempts; it doubles up to [`MAX_RETRY_BACKOFF`].
+const FIRST_RETRY_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(1);
 
 /// A connection to the Redis that Herald gateways listen to.
 #[derive(Clone)]
@@ -69,6 +100,7 @@ pub struct Publisher {
     keys: Keys,
     history: Option<HistoryPolicy>,
     history_by_kind: Vec<(TopicKind, Option<HistoryPolicy>)>,
+    retry_window: Duration,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -110,7 +142,24 @@ impl Publisher {
             keys: Keys::new(prefix),
             history: Some(HistoryPolicy::default()),
             history_by_kind: Vec::new(),
+            retry_window: DEFAULT_RETRY_WINDOW,
         })
+    }
+
+    /// How long [`Publisher::publish`] keeps retrying an event Redis did not
+    /// take (connection lost, a failover under way, a replica promoted)
+    /// before it returns the error; zero: no retry. A retry cannot store or
+    /// deliver the event twice: the history script finds an earlier attempt
+    /// by the event id, and gateways drop a repeated id.
+    ///
+    /// ```no_run
+    /// # async fn demo(p: herald_publisher::Publisher) {
+    /// let p = p.with_retry_window(std::time::Duration::from_secs(30));
+    /// # }
+    /// ```
+    pub fn with_retry_window(mut self, window: Duration) -> Self {
+        self.retry_window = window;
+        self
     }
 
     /// Change the history kept per topic; `None` publishes without history
@@ -181,24 +230,58 @@ impl Publisher {
         // Control events are instructions for live connections, not history.
         let control = event_type.starts_with(herald_shared::envelope::CONTROL_PREFIX);
         let calls = envelopes.into_iter().map(|env| async move {
-            let topic = env.topic.as_str();
-            match self.history_for(&env.topic).filter(|_| !control) {
-                Some(h) => {
-                    let (keys, args) = history::publish_call(&self.keys, &env, &h);
-                    self.client
-                        .eval::<String, _, _, _>(history::PUBLISH_WITH_HISTORY, keys, args)
-                        .await
-                        .map(drop)
-                }
-                None => self
-                    .client
-                    .publish::<i64, _, _>(self.keys.channel(topic), env.encode())
-                    .await
-                    .map(drop),
-            }
+            let history = self.history_for(&env.topic).filter(|_| !control);
+            self.retrying(|attempt| self.publish_one(&env, history, attempt))
+                .await
         });
         futures_util::future::try_join_all(calls).await?;
         Ok(id)
+    }
+
+    async fn publish_one(
+        &self,
+        env: &Envelope,
+        history: Option<HistoryPolicy>,
+        attempt: history::Attempt,
+    ) -> Result<(), fred::error::Error> {
+        match history {
+            Some(h) => {
+                let (keys, args) = history::publish_call(&self.keys, env, &h, attempt);
+                self.client
+                    .eval::<String, _, _, _>(history::PUBLISH_WITH_HISTORY, keys, args)
+                    .await
+                    .map(drop)
+            }
+            // Without history a repeat is possible; gateways drop it by id.
+            None => self
+                .client
+                .publish::<i64, _, _>(self.keys.channel(env.topic.as_str()), env.encode())
+                .await
+                .map(drop),
+        }
+    }
+
+    /// Run `op` until it succeeds, fails for good, or the retry window is
+    /// spent, pausing between attempts.
+    async fn retrying<F, Fut>(&self, mut op: F) -> Result<(), fred::error::Error>
+    where
+        F: FnMut(history::Attempt) -> Fut,
+        Fut: std::future::Future<Output = Result<(), fred::error::Error>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.retry_window;
+        let mut pause = FIRST_RETRY_BACKOFF;
+        let mut attempt = history::Attempt::First;
+        loop {
+            match op(attempt).await {
+                Ok(()) => return Ok(()),
+                Err(e) if transient(&e) && tokio::time::Instant::now() + pause < deadline => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(MAX_RETRY_BACKOFF);
+                    attempt = history::Attempt::Retry;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Publish a `progress` event.
@@ -513,6 +596,7 @@ impl Publisher {
             keys: self.keys.clone(),
             history: None,
             history_by_kind: Vec::new(),
+            retry_window: self.retry_window,
         }
         .publish(audience, event_type, data)
         .await

@@ -64,6 +64,13 @@ pub const CONTROL_TOPIC: &str = "res:herald:control";
 /// never published to by backends.
 pub const RESERVED_TOPICS: &str = "res:herald:";
 
+/// Prefix of each replica's delivery-probe topic (`res:herald:probe:{replica}`):
+/// the replica publishes to it and expects its own event back.
+pub const PROBE_TOPICS: &str = "res:herald:probe:";
+
+/// Event type of delivery probes.
+pub const PROBE_EVENT: &str = "herald.probe";
+
 /// Why bytes from Redis are not a usable envelope.
 #[derive(Debug, thiserror::Error)]
 pub enum EnvelopeError {

@@ -34,30 +34,70 @@ impl Default for HistoryPolicy {
 /// without offset; the offset is appended as the last member, like
 /// [`crate::envelope::with_offset`]. Returns the offset.
 ///
-/// KEYS: stream, channel. ARGV: envelope (without offset), max length, TTL seconds.
+/// A retry passes the event id as ARGV[4]: when one of the topic's last
+/// [`RETRY_LOOKBACK`] entries already holds that event (the first attempt
+/// reached Redis but its reply was lost), the script returns that entry's
+/// offset and neither appends nor publishes again.
+///
+/// KEYS: stream, channel. ARGV: envelope (without offset), max length, TTL
+/// seconds, and on a retry the event id.
 pub const PUBLISH_WITH_HISTORY: &str = r#"
+if ARGV[4] then
+  local needle = '"id":"' .. ARGV[4] .. '"'
+  for _, entry in ipairs(redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 100)) do
+    local fields = entry[2]
+    for i = 1, #fields, 2 do
+      if fields[i] == 'e' and string.find(fields[i + 1], needle, 1, true) then
+        return entry[1]
+      end
+    end
+  end
+end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', ARGV[1])
 if tonumber(ARGV[3]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
 redis.call('PUBLISH', KEYS[2], string.sub(ARGV[1], 1, -2) .. ',"offset":"' .. id .. '"}')
 return id
 "#;
 
+/// History entries a retried publish searches for its first attempt.
+pub const RETRY_LOOKBACK: usize = 100;
+
 /// The stream entry field that holds the envelope.
 pub const ENTRY_FIELD: &str = "e";
+
+/// Whether a call of [`PUBLISH_WITH_HISTORY`] is a first attempt or a retry
+/// that must not store the event twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    First,
+    Retry,
+}
 
 /// The KEYS and ARGV of [`PUBLISH_WITH_HISTORY`] for one envelope.
 pub fn publish_call(
     keys: &Keys,
     envelope: &Envelope,
     policy: &HistoryPolicy,
+    attempt: Attempt,
 ) -> (Vec<String>, Vec<String>) {
     let topic = envelope.topic.as_str();
-    (
-        vec![keys.history(topic), keys.channel(topic)],
-        vec![
-            envelope.encode(),
-            policy.max_len.to_string(),
-            policy.ttl.as_secs().to_string(),
-        ],
-    )
+    let mut args = vec![
+        envelope.encode(),
+        policy.max_len.to_string(),
+        policy.ttl.as_secs().to_string(),
+    ];
+    if attempt == Attempt::Retry {
+        args.push(envelope.id.clone());
+    }
+    (vec![keys.history(topic), keys.channel(topic)], args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lookback_in_the_script_is_the_documented_one() {
+        assert!(PUBLISH_WITH_HISTORY.contains(&format!("'COUNT', {RETRY_LOOKBACK})")));
+    }
 }

@@ -1,9 +1,5 @@
-//! Checks and steps several suites share: the flat error-frame shape, and
-//! publishing through a Redis outage.
+//! Checks several suites share: the flat error-frame shape.
 
-use std::time::Duration;
-
-use anyhow::Result;
 use serde_json::Value;
 
 /// Assert an error frame of the flat `{type,code,message,timestamp}` shape
@@ -25,22 +21,4 @@ pub fn assert_error_frame(frame: &Value, code: &str, message: Option<&str>) {
             .is_some_and(|t| t.ends_with('Z')),
         "{frame}"
     );
-}
-
-/// Publish `data` to `audience`, retrying while Redis is unreachable (fault
-/// tests keep publishing through outages); fails after 20 s.
-pub async fn publish_retrying(
-    publisher: &herald_publisher::Publisher,
-    audience: &[herald_publisher::Topic],
-    event_type: &str,
-    data: &Value,
-) -> Result<()> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while publisher.publish(audience, event_type, data).await.is_err() {
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "publish kept failing: {data}"
-        );
-    }
-    Ok(())
 }

@@ -19,7 +19,7 @@
 //!   [`unix_now`].
 //! - `wait`: [`EVENT_TIMEOUT`], [`wait_until`]; `process`: scratch dirs,
 //!   free ports.
-//! - `assertions`: [`assert_error_frame`], [`publish_retrying`].
+//! - `assertions`: [`assert_error_frame`].
 
 mod assertions;
 mod cluster;
@@ -35,7 +35,7 @@ mod tokens;
 mod wait;
 mod ws;
 
-pub use assertions::{assert_error_frame, publish_retrying};
+pub use assertions::assert_error_frame;
 pub use cluster::Cluster;
 pub use config::{default_config, profile_config};
 pub use gateway::{Gateway, GatewayOptions, gateway_binary};

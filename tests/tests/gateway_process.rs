@@ -265,6 +265,11 @@ async fn invalid_configuration_is_refused_naming_the_key() -> Result<()> {
         ("[limits]\noutbound_queu = 5\n", "outbound_queu"),
         ("[redis]\nurl = \"http://localhost\"\n", "redis.url"),
         ("listen = \"nowhere\"\n", "listen"),
+        (
+            "[readiness]\nprobe_timeout_ms = 5000\n",
+            "readiness.probe_timeout_ms",
+        ),
+        ("[readiness]\nprobe_misses = 0\n", "readiness.probe_misses"),
     ];
     for (text, key) in cases {
         let (ok, stderr) = check(text, &[]).await?;
@@ -370,8 +375,8 @@ async fn metrics_count_connections_and_never_show_credentials() -> Result<()> {
         "{text}"
     );
     assert!(
-        text.contains("herald_topics_subscribed 2"),
-        "user:admin and role:admin: {text}"
+        text.contains("herald_topics_subscribed 3"),
+        "user:admin, role:admin and the replica's delivery probe: {text}"
     );
     for secret in [ADMIN_KEY, "leaked-secret-123"] {
         assert!(!text.contains(secret), "metrics leak a credential");

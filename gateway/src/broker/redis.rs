@@ -482,7 +482,12 @@ impl Broker for RedisBroker {
         async move {
             match history {
                 Some(policy) => {
-                    let (keys, args) = history::publish_call(&self.keys, envelope, policy);
+                    let (keys, args) = history::publish_call(
+                        &self.keys,
+                        envelope,
+                        policy,
+                        history::Attempt::First,
+                    );
                     self.commands
                         .eval::<String, _, _, _>(history::PUBLISH_WITH_HISTORY, keys, args)
                         .await

@@ -153,6 +153,16 @@ impl Hub {
         if topic.as_str().starts_with(RESERVED_TOPICS) {
             return Err(BrokerError::Config(format!("{topic} is reserved")));
         }
+        self.hold(topic, sub).await
+    }
+
+    /// The gateway's own listener on one of its reserved topics (the
+    /// delivery probe): joined like a connection, and never left.
+    pub async fn join_own(&self, topic: &Topic, sub: &Arc<Subscriber>) -> Result<(), BrokerError> {
+        self.hold(topic, sub).await
+    }
+
+    async fn hold(&self, topic: &Topic, sub: &Arc<Subscriber>) -> Result<(), BrokerError> {
         let shard = self.shard(topic.as_str());
         let _transition = shard.transitions.lock().await;
         let first = {

@@ -31,6 +31,11 @@ struct Cli {
     /// Server-API key for --http (the operator key or a `publish` key).
     #[arg(long, env = "HERALD_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    /// How long a publish keeps retrying while Redis is unreachable or
+    /// failing over, in ms (0: no retry). A retry never stores or delivers
+    /// the event twice.
+    #[arg(long, env = "HERALD_RETRY_MS", default_value_t = 10_000)]
+    retry_ms: u64,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -192,7 +197,8 @@ async fn main() -> anyhow::Result<()> {
     }
     let publisher = Publisher::connect_with_prefix(&cli.redis, &cli.prefix)
         .await
-        .with_context(|| "cannot connect to Redis (check --redis / HERALD_REDIS_URL)")?;
+        .with_context(|| "cannot connect to Redis (check --redis / HERALD_REDIS_URL)")?
+        .with_retry_window(Duration::from_millis(cli.retry_ms));
     match cli.command {
         Cmd::AssignTask { agent, task } => {
             println!("{}", publisher.assign_task(&agent, &json(&task)?).await?)

@@ -1,0 +1,168 @@
+//! The delivery probe: readiness that proves delivery, not only a PING.
+//!
+//! A PING on the pub/sub connection says Redis answers; it does not say
+//! events still arrive (a subscription dropped after a failover, a server
+//! that refuses writes while reads work). So each replica publishes a small
+//! event on its own topic, `res:herald:probe:{replica}`, through the broker's
+//! publish path (the history script, like backends' events) every
+//! `readiness.probe_interval_ms`, and waits for it on its own subscription
+//! for `readiness.probe_timeout_ms`. After `readiness.probe_misses` misses
+//! in a row `/readyz` fails; the first probe back makes it pass again.
+//! Cost: one publish per replica per interval, whatever the topics.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use herald_shared::envelope::{PROBE_EVENT, PROBE_TOPICS};
+use herald_shared::{Envelope, HistoryPolicy, Topic, now_ms};
+use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until, timeout, timeout_at};
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::Broker;
+use crate::config::ReadinessConfig;
+use crate::hub::{Hub, SharedEvent, Subscriber};
+use crate::metrics;
+
+/// Probes kept in history: the last one, briefly (the script needs a policy).
+const HISTORY: HistoryPolicy = HistoryPolicy {
+    max_len: 1,
+    ttl: Duration::from_secs(60),
+};
+
+/// Whether this replica's probes come back.
+#[derive(Debug, Default)]
+pub struct Probe {
+    ok: AtomicBool,
+}
+
+impl Probe {
+    /// Join this replica's probe topic and start probing until `stop`.
+    pub fn start(
+        hub: Arc<Hub>,
+        broker: Arc<dyn Broker>,
+        replica_id: &str,
+        config: &ReadinessConfig,
+        stop: CancellationToken,
+    ) -> Arc<Self> {
+        let probe = Arc::new(Self::default());
+        let run = Run {
+            probe: Arc::clone(&probe),
+            hub,
+            broker,
+            topic: Topic::parse(&format!("{PROBE_TOPICS}{replica_id}")),
+            replica_id: replica_id.to_owned(),
+            interval: Duration::from_millis(config.probe_interval_ms),
+            timeout: Duration::from_millis(config.probe_timeout_ms),
+            misses: config.probe_misses,
+        };
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = run.run() => {}
+            }
+        });
+        probe
+    }
+
+    /// Probes come back: events published now reach this replica.
+    pub fn ok(&self) -> bool {
+        self.ok.load(Ordering::Acquire)
+    }
+
+    fn set(&self, ok: bool) {
+        if self.ok.swap(ok, Ordering::AcqRel) != ok {
+            metrics::probe(ok);
+            match ok {
+                true => tracing::info!("delivery probes come back"),
+                false => tracing::warn!("delivery probes missing: not ready"),
+            }
+        }
+    }
+}
+
+struct Run {
+    probe: Arc<Probe>,
+    hub: Arc<Hub>,
+    broker: Arc<dyn Broker>,
+    topic: Result<Topic, herald_shared::TopicError>,
+    replica_id: String,
+    interval: Duration,
+    timeout: Duration,
+    misses: u32,
+}
+
+impl Run {
+    async fn run(self) {
+        let topic = match &self.topic {
+            Ok(t) => t.clone(),
+            Err(e) => {
+                tracing::error!(error = %e, "no probe topic for this replica id");
+                return;
+            }
+        };
+        // One event in flight at a time; a late probe is read and skipped.
+        let (sub, mut rx) = Subscriber::new(16);
+        let mut joined = false;
+        let mut missed = 0u32;
+        let mut seq = 0u64;
+        let mut next = Instant::now();
+        loop {
+            sleep_until(next).await;
+            let sent = Instant::now();
+            next = sent + self.interval;
+            if !joined {
+                // Held by the broker from now on, resubscribed with the rest.
+                joined = self.hub.join_own(&topic, &sub).await.is_ok();
+            }
+            seq += 1;
+            let back = joined && self.round_trip(&topic, seq, &mut rx, sent).await;
+            if back {
+                metrics::probe_round_trip(sent.elapsed().as_secs_f64());
+                missed = 0;
+                self.probe.set(true);
+            } else {
+                metrics::probe_missed();
+                missed = missed.saturating_add(1);
+                if missed >= self.misses {
+                    self.probe.set(false);
+                }
+            }
+        }
+    }
+
+    /// Publish probe `seq` and wait for it until the timeout.
+    async fn round_trip(
+        &self,
+        topic: &Topic,
+        seq: u64,
+        rx: &mut mpsc::Receiver<Arc<SharedEvent>>,
+        sent: Instant,
+    ) -> bool {
+        let deadline = sent + self.timeout;
+        let Ok(data) = RawValue::from_string(format!("{{\"seq\":{seq}}}")) else {
+            return false;
+        };
+        let id = format!("probe-{}-{seq}", self.replica_id);
+        let envelope = Envelope::single(id.clone(), PROBE_EVENT, now_ms(), topic.clone(), data);
+        match timeout(self.timeout, self.broker.publish(&envelope, Some(&HISTORY))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "probe not published");
+                return false;
+            }
+            Err(_) => return false,
+        }
+        let wait = async {
+            while let Some(event) = rx.recv().await {
+                if event.envelope.id == id {
+                    return true;
+                }
+            }
+            false
+        };
+        timeout_at(deadline, wait).await.unwrap_or(false)
+    }
+}
