@@ -131,6 +131,8 @@ fn default_listen() -> SocketAddr {
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
     /// Redis URL; empty means the embedded in-memory broker. `HERALD_REDIS_URL`.
+    /// `rediss…` schemes use TLS, trusting the system's CAs or the PEM
+    /// bundle in `SSL_CERT_FILE`.
     pub url: String,
     /// Prefix of every key and channel. Default `herald`; `HERALD_REDIS_PREFIX`.
     pub prefix: String,
@@ -519,17 +521,20 @@ impl Config {
             })
         };
         let url = &self.redis.url;
-        const SCHEMES: [&str; 3] = ["redis://", "redis-cluster://", "redis-sentinel://"];
-        if url.starts_with("rediss") {
-            return invalid(
-                "redis.url",
-                "TLS to Redis (rediss://) is not built into this gateway yet".to_owned(),
-            );
-        }
+        const SCHEMES: [&str; 6] = [
+            "redis://",
+            "rediss://",
+            "redis-cluster://",
+            "rediss-cluster://",
+            "redis-sentinel://",
+            "rediss-sentinel://",
+        ];
         if !url.is_empty() && !SCHEMES.iter().any(|s| url.starts_with(s)) {
             return invalid(
                 "redis.url",
-                "must start with redis://, redis-cluster:// or redis-sentinel://".to_owned(),
+                "must start with redis://, redis-cluster:// or redis-sentinel:// \
+                 (rediss… for TLS)"
+                    .to_owned(),
             );
         }
         let prefix = &self.redis.prefix;

@@ -137,13 +137,16 @@ proptest! {
     fn redis_urls_and_prefixes_are_checked(
         host in "[a-z0-9.-]{1,20}",
         port in any::<u16>(),
-        scheme in prop::sample::select(vec!["redis", "redis-cluster", "redis-sentinel", "rediss", "http", "tcp", ""]),
+        scheme in prop::sample::select(vec!["redis", "redis-cluster", "redis-sentinel", "rediss", "rediss-cluster", "rediss-sentinel", "http", "tcp", "redis-tls", ""]),
         prefix in "[a-z0-9:_-]{1,12}",
         bad_prefix in prop_oneof![Just(String::new()), "[a-z]{0,5}[{} ][a-z]{0,5}"],
     ) {
         let mut c = bundled();
         c.redis.url = format!("{scheme}://{host}:{port}");
-        let accepted = matches!(scheme, "redis" | "redis-cluster" | "redis-sentinel");
+        let accepted = matches!(
+            scheme,
+            "redis" | "redis-cluster" | "redis-sentinel" | "rediss" | "rediss-cluster" | "rediss-sentinel"
+        );
         prop_assert_eq!(
             refused_key(&c).ok(),
             (!accepted).then(|| "redis.url".to_owned()),

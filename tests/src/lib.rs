@@ -7,7 +7,7 @@
 //! current); the suites never run the gateway in-process.
 //!
 //! Where things live:
-//! - `redis`: [`RedisServer`] processes and queries about their state;
+//! - `redis`: [`RedisServer`] processes (and [`TlsRedis`]) and queries about their state;
 //!   `resp`: the client connection those queries use ([`RedisConnection`]).
 //! - `gateway`: [`Gateway`] processes, [`GatewayOptions`], [`gateway_binary`];
 //!   `cluster`: [`Cluster`] (Redis, replicas, publisher);
@@ -41,7 +41,7 @@ pub use config::{default_config, profile_config};
 pub use gateway::{Gateway, GatewayOptions, gateway_binary};
 pub use http::http_get;
 pub use process::{free_port, scratch_dir};
-pub use redis::RedisServer;
+pub use redis::{RedisServer, TlsRedis};
 pub use resp::{RedisConnection, Reply};
 pub use sse::{SseClient, SseEvent, SseResponse};
 pub use tokens::{ADMIN_KEY, JWT_SECRET, base64url, jwt, jwt_with_topics, unix_now};

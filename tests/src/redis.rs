@@ -93,6 +93,36 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// A Redis that also requires TLS on a second port, with a certificate
+    /// for 127.0.0.1 signed by a CA made for this test (`openssl`). The plain
+    /// port stays open for the suite's own queries.
+    pub async fn start_tls() -> Result<TlsRedis> {
+        let dir = scratch_dir("redis-tls");
+        let files = make_certificates(&dir).await?;
+        let tls_port = free_port();
+        let path = |p: &PathBuf| p.to_string_lossy().into_owned();
+        let server = Self::start_with(&[
+            "--appendonly",
+            "no",
+            "--tls-port",
+            &tls_port.to_string(),
+            "--tls-cert-file",
+            &path(&files.cert),
+            "--tls-key-file",
+            &path(&files.key),
+            "--tls-ca-cert-file",
+            &path(&files.ca),
+            "--tls-auth-clients",
+            "no",
+        ])
+        .await?;
+        Ok(TlsRedis {
+            server,
+            tls_port,
+            ca_file: files.ca,
+        })
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -238,4 +268,115 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A [`RedisServer`] that also listens with TLS.
+#[derive(Debug)]
+pub struct TlsRedis {
+    pub server: RedisServer,
+    pub tls_port: u16,
+    /// The PEM certificate of the CA that signed the server's certificate.
+    pub ca_file: PathBuf,
+}
+
+impl TlsRedis {
+    /// `rediss://` on the TLS port.
+    pub fn url(&self) -> String {
+        format!("rediss://127.0.0.1:{}", self.tls_port)
+    }
+}
+
+struct CertificateFiles {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+/// A CA and a server certificate for 127.0.0.1 (P-256 keys, valid a day).
+async fn make_certificates(dir: &std::path::Path) -> Result<CertificateFiles> {
+    let p = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    std::fs::write(
+        dir.join("server.ext"),
+        "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )?;
+    let key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let steps: [Vec<String>; 3] = [
+        [
+            &["req", "-x509"][..],
+            &key,
+            &[
+                "-keyout",
+                &p("ca.key"),
+                "-out",
+                &p("ca.pem"),
+                "-days",
+                "1",
+                "-subj",
+                "/CN=Herald test CA",
+            ],
+        ]
+        .concat()
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect(),
+        [
+            &["req"][..],
+            &key,
+            &[
+                "-keyout",
+                &p("server.key"),
+                "-out",
+                &p("server.csr"),
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat()
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect(),
+        [
+            "x509",
+            "-req",
+            "-in",
+            &p("server.csr"),
+            "-CA",
+            &p("ca.pem"),
+            "-CAkey",
+            &p("ca.key"),
+            "-CAcreateserial",
+            "-out",
+            &p("server.pem"),
+            "-days",
+            "1",
+            "-extfile",
+            &p("server.ext"),
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect(),
+    ];
+    for args in steps {
+        let out = tokio::time::timeout(EVENT_TIMEOUT, Command::new("openssl").args(&args).output())
+            .await?
+            .context("run openssl (is it installed?)")?;
+        if !out.status.success() {
+            bail!(
+                "openssl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    Ok(CertificateFiles {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("server.pem"),
+        key: dir.join("server.key"),
+    })
 }

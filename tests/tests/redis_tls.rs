@@ -1,0 +1,74 @@
+//! A Redis that requires TLS, as managed Redis services do: gateways and
+//! `heraldctl` reach it with a `rediss://` URL and trust its CA through
+//! `SSL_CERT_FILE`; a certificate nobody trusts keeps the replica not ready
+//! and says why in its log. A real `redis-server` with `--tls-port`.
+
+use anyhow::Result;
+use herald_tests::profiles::FEED;
+use herald_tests::{
+    Gateway, GatewayOptions, RedisServer, WsClient, gateway_binary, jwt, unix_now, wait_until,
+};
+use serde_json::json;
+
+#[tokio::test]
+async fn gateways_and_heraldctl_reach_a_redis_that_requires_tls() -> Result<()> {
+    let redis = RedisServer::start_tls().await?;
+    let ca = redis.ca_file.to_string_lossy().into_owned();
+    let gw = Gateway::start(GatewayOptions {
+        redis_url: Some(redis.url()),
+        config: Some(FEED.to_owned()),
+        env: vec![("SSL_CERT_FILE".into(), ca.clone())],
+        ..Default::default()
+    })
+    .await?;
+    // Ready means the delivery probe went out and came back over TLS.
+    gw.wait_ready(true).await?;
+    let token = jwt("reader", None, &[], unix_now() + 600);
+    let mut ws = WsClient::connect(&gw.ws_url(&format!("/feed/f1?token={token}"))).await?;
+    let channel = "herald:{res:feed:f1}:ch";
+    wait_until(channel, || async {
+        redis.server.numsub(channel).await.ok() == Some(1)
+    })
+    .await?;
+    let out = tokio::process::Command::new(gateway_binary().with_file_name("heraldctl"))
+        .env_clear()
+        .env("SSL_CERT_FILE", &ca)
+        .args([
+            "--redis",
+            &redis.url(),
+            "publish",
+            "--to",
+            "res:feed:f1",
+            "--type",
+            "item",
+        ])
+        .args(["--data", r#"{"n":1}"#])
+        .output()
+        .await?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let frame = ws.next_json().await?;
+    assert_eq!(frame["data"], json!({"n": 1}), "{frame}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_untrusted_certificate_keeps_the_replica_not_ready_and_says_why() -> Result<()> {
+    let redis = RedisServer::start_tls().await?;
+    let gw = Gateway::start(GatewayOptions {
+        redis_url: Some(redis.url()),
+        config: Some(FEED.to_owned()),
+        ..Default::default()
+    })
+    .await?;
+    wait_until("a certificate error in the log", || async {
+        gw.log_text().to_lowercase().contains("certificate")
+    })
+    .await?;
+    let (status, body) = gw.get("/readyz").await?;
+    assert_eq!((status, body.as_str()), (503, "broker not ready"));
+    Ok(())
+}
