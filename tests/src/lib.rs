@@ -9,6 +9,7 @@
 //! Where things live:
 //! - `redis`: [`RedisServer`] processes (and [`TlsRedis`]) and queries about their state;
 //!   `resp`: the client connection those queries use ([`RedisConnection`]).
+//! - `sentinel`: [`Sentinels`], a primary, a replica and three sentinels.
 //! - `gateway`: [`Gateway`] processes, [`GatewayOptions`], [`gateway_binary`];
 //!   `cluster`: [`Cluster`] (Redis, replicas, publisher);
 //!   `config`: the bundled configuration and edited copies;
@@ -30,6 +31,7 @@ mod process;
 pub mod profiles;
 mod redis;
 mod resp;
+mod sentinel;
 mod sse;
 mod tokens;
 mod wait;
@@ -43,6 +45,7 @@ pub use http::http_get;
 pub use process::{free_port, scratch_dir};
 pub use redis::{RedisServer, TlsRedis};
 pub use resp::{RedisConnection, Reply};
+pub use sentinel::Sentinels;
 pub use sse::{SseClient, SseEvent, SseResponse};
 pub use tokens::{ADMIN_KEY, JWT_SECRET, base64url, jwt, jwt_with_topics, unix_now};
 pub use wait::{EVENT_TIMEOUT, wait_until};

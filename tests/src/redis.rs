@@ -93,6 +93,21 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// A replica of `primary` (`--replicaof`), ready once its first sync is done.
+    pub async fn start_replica_of(primary: &RedisServer) -> Result<Self> {
+        let port = primary.port.to_string();
+        let replica =
+            Self::start_with(&["--appendonly", "no", "--replicaof", "127.0.0.1", &port]).await?;
+        crate::wait::wait_until("the replica's link to its primary", || async {
+            matches!(
+                replica.command(&["INFO", "replication"]).await,
+                Ok(Reply::Bulk(info)) if info.contains("master_link_status:up")
+            )
+        })
+        .await?;
+        Ok(replica)
+    }
+
     /// A Redis that also requires TLS on a second port, with a certificate
     /// for 127.0.0.1 signed by a CA made for this test (`openssl`). The plain
     /// port stays open for the suite's own queries.

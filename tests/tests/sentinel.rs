@@ -1,0 +1,111 @@
+//! Behind Sentinel: two gateway replicas and a publisher find the primary
+//! through three sentinels. The primary is SIGKILLed mid-stream: the
+//! replica is promoted, the gateways turn not-ready and then ready again on
+//! the new primary, every `publish` call succeeds (its retry window outlasts
+//! the promotion), and each client gets every event once, in order.
+
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use herald_publisher::{Publisher, Topic};
+use herald_tests::profiles::FEED;
+use herald_tests::{Gateway, GatewayOptions, Sentinels, WsClient, jwt, unix_now, wait_until};
+use serde_json::json;
+
+const EVENTS: u64 = 120;
+const CRASH_AT: u64 = 40;
+
+/// Readiness that notices a failover quickly.
+const PROBES: &str = "
+[readiness]
+probe_interval_ms = 250
+probe_timeout_ms = 250
+probe_misses = 2
+";
+
+/// Poll a replica's `/readyz` until it has been seen not ready and then
+/// ready again; what it saw, within 60 s.
+async fn watch_readiness(gw_addr: String) -> (bool, bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut was_unready = false;
+    while tokio::time::Instant::now() < deadline {
+        let ready = matches!(
+            herald_tests::http_get(&gw_addr, "/readyz").await,
+            Ok((200, _))
+        );
+        if !ready {
+            was_unready = true;
+        } else if was_unready {
+            return (true, true);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (was_unready, false)
+}
+
+#[tokio::test]
+async fn a_primary_killed_mid_stream_fails_over_and_every_event_arrives_once() -> Result<()> {
+    let mut s = Sentinels::start().await?;
+    let config = format!("{FEED}{PROBES}");
+    let mut gateways = Vec::new();
+    for _ in 0..2 {
+        let gw = Gateway::start(GatewayOptions {
+            redis_url: Some(s.url()),
+            config: Some(config.clone()),
+            ..Default::default()
+        })
+        .await?;
+        gw.wait_ready(true).await?;
+        gateways.push(gw);
+    }
+    let publisher = Publisher::connect(&s.url())
+        .await?
+        .with_retry_window(Duration::from_secs(30));
+    let token = jwt("reader", None, &[], unix_now() + 600);
+    let mut clients = Vec::new();
+    for gw in &gateways {
+        clients.push(WsClient::connect(&gw.ws_url(&format!("/feed/f1?token={token}"))).await?);
+    }
+    let channel = "herald:{res:feed:f1}:ch";
+    wait_until("both replicas subscribed on the primary", || async {
+        s.primary.numsub(channel).await.ok() == Some(2)
+    })
+    .await?;
+    let watcher = tokio::spawn(watch_readiness(gateways[0].addr.clone()));
+
+    let topic = Topic::resource("feed", "f1")?;
+    for seq in 0..EVENTS {
+        if seq == CRASH_AT {
+            s.primary.kill().await;
+        }
+        // No retry loop: the publisher's window covers the promotion.
+        publisher
+            .publish(std::slice::from_ref(&topic), "item", &json!({"seq": seq}))
+            .await?;
+    }
+    for (i, ws) in clients.iter_mut().enumerate() {
+        let mut seen = Vec::new();
+        while seen.last() != Some(&(EVENTS - 1)) {
+            let frame = ws.next_json().await?;
+            if let Some(seq) = frame["data"]["seq"].as_u64() {
+                seen.push(seq);
+            }
+        }
+        assert_eq!(
+            seen,
+            (0..EVENTS).collect::<Vec<_>>(),
+            "client of replica {i}: every event once, in order"
+        );
+    }
+    assert_eq!(
+        s.primary_port().await?,
+        s.replica.port(),
+        "the replica was promoted"
+    );
+    let (was_unready, ready_again) = watcher.await?;
+    ensure!(
+        was_unready && ready_again,
+        "readiness went false then true: {was_unready} {ready_again}"
+    );
+    Ok(())
+}
