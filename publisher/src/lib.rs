@@ -20,8 +20,11 @@
 
 use std::time::Duration;
 
-use fred::interfaces::{ClientLike, KeysInterface, LuaInterface, PubsubInterface, SetsInterface};
+use fred::interfaces::{
+    ClientLike, ClusterInterface, KeysInterface, LuaInterface, PubsubInterface, SetsInterface,
+};
 use fred::prelude::{Builder, Client, Config, Expiration, ReconnectPolicy};
+use fred::types::config::{ClusterDiscoveryPolicy, ServerConfig};
 use herald_shared::envelope::{CONTROL_RESYNC, CONTROL_REVOKE, check_event_type};
 use herald_shared::history;
 use herald_shared::{Envelope, Keys, hash_secret, now_ms};
@@ -101,6 +104,8 @@ pub struct Publisher {
     history: Option<HistoryPolicy>,
     history_by_kind: Vec<(TopicKind, Option<HistoryPolicy>)>,
     retry_window: Duration,
+    /// Redis Cluster: sharded pub/sub (`SPUBLISH`), as gateways subscribe.
+    sharded: bool,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -131,18 +136,29 @@ impl Publisher {
     /// # Ok(()) }
     /// ```
     pub async fn connect_with_prefix(redis_url: &str, prefix: &str) -> Result<Self, PublishError> {
-        let config = Config::from_url(redis_url)?;
+        let mut config = Config::from_url(redis_url)?;
+        // Rediscover a cluster through every node it last knew, not only the
+        // seeds in the URL, which may include the primary that just failed.
+        if let ServerConfig::Clustered { policy, .. } = &mut config.server {
+            *policy = ClusterDiscoveryPolicy::UseCache;
+        }
         let mut builder = Builder::from_config(config);
         builder.set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
         builder.with_performance_config(|p| p.default_command_timeout = Duration::from_secs(5));
+        // fred would resend a command in flight when a connection drops, as
+        // a first attempt: the history script could then store the event
+        // twice. Publish retries are ours, marked as retries.
+        builder.with_connection_config(|c| c.max_command_attempts = 1);
         let client = builder.build()?;
         client.init().await?;
+        let sharded = client.is_clustered();
         Ok(Self {
             client,
             keys: Keys::new(prefix),
             history: Some(HistoryPolicy::default()),
             history_by_kind: Vec::new(),
             retry_window: DEFAULT_RETRY_WINDOW,
+            sharded,
         })
     }
 
@@ -248,16 +264,27 @@ impl Publisher {
             Some(h) => {
                 let (keys, args) = history::publish_call(&self.keys, env, &h, attempt);
                 self.client
-                    .eval::<String, _, _, _>(history::PUBLISH_WITH_HISTORY, keys, args)
+                    .eval::<String, _, _, _>(history::publish_script(self.sharded), keys, args)
                     .await
                     .map(drop)
             }
             // Without history a repeat is possible; gateways drop it by id.
-            None => self
-                .client
-                .publish::<i64, _, _>(self.keys.channel(env.topic.as_str()), env.encode())
-                .await
-                .map(drop),
+            None => {
+                let channel = self.keys.channel(env.topic.as_str());
+                match self.sharded {
+                    true => {
+                        self.client
+                            .spublish::<i64, _, _>(channel, env.encode())
+                            .await
+                    }
+                    false => {
+                        self.client
+                            .publish::<i64, _, _>(channel, env.encode())
+                            .await
+                    }
+                }
+                .map(drop)
+            }
         }
     }
 
@@ -274,8 +301,18 @@ impl Publisher {
         loop {
             match op(attempt).await {
                 Ok(()) => return Ok(()),
-                Err(e) if transient(&e) && tokio::time::Instant::now() + pause < deadline => {
-                    tokio::time::sleep(pause).await;
+                Err(e) if transient(&e) && tokio::time::Instant::now() < deadline => {
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    tokio::time::sleep(pause.min(left)).await;
+                    if self.sharded {
+                        // A dead primary's slots move to its replica: ask
+                        // the cluster where they are now.
+                        let _ = tokio::time::timeout(
+                            pause.max(MAX_RETRY_BACKOFF),
+                            self.client.sync_cluster(),
+                        )
+                        .await;
+                    }
                     pause = (pause * 2).min(MAX_RETRY_BACKOFF);
                     attempt = history::Attempt::Retry;
                 }
@@ -597,6 +634,7 @@ impl Publisher {
             history: None,
             history_by_kind: Vec::new(),
             retry_window: self.retry_window,
+            sharded: self.sharded,
         }
         .publish(audience, event_type, data)
         .await

@@ -29,6 +29,36 @@ impl Default for HistoryPolicy {
     }
 }
 
+/// The one text of the history script, with the publish command it uses.
+macro_rules! publish_with_history {
+    ($publish:literal) => {
+        concat!(
+            r#"
+if ARGV[4] then
+  local needle = '"id":"' .. ARGV[4] .. '"'
+  for _, entry in ipairs(redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 100)) do
+    local fields = entry[2]
+    for i = 1, #fields, 2 do
+      if fields[i] == 'e' then
+        -- The envelope's own id leads it ({"v":1,"id":…); an id inside
+        -- the payload further on is not this event.
+        local at = string.find(fields[i + 1], needle, 1, true)
+        if at and at <= 16 then return entry[1] end
+      end
+    end
+  end
+end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', ARGV[1])
+if tonumber(ARGV[3]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
+redis.call('"#,
+            $publish,
+            r#"', KEYS[2], string.sub(ARGV[1], 1, -2) .. ',"offset":"' .. id .. '"}')
+return id
+"#
+        )
+    };
+}
+
 /// Append to a topic's history stream and publish, in one step, so every
 /// published copy carries its offset. The entry field `e` holds the envelope
 /// without offset; the offset is appended as the last member, like
@@ -41,23 +71,20 @@ impl Default for HistoryPolicy {
 ///
 /// KEYS: stream, channel. ARGV: envelope (without offset), max length, TTL
 /// seconds, and on a retry the event id.
-pub const PUBLISH_WITH_HISTORY: &str = r#"
-if ARGV[4] then
-  local needle = '"id":"' .. ARGV[4] .. '"'
-  for _, entry in ipairs(redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 100)) do
-    local fields = entry[2]
-    for i = 1, #fields, 2 do
-      if fields[i] == 'e' and string.find(fields[i + 1], needle, 1, true) then
-        return entry[1]
-      end
-    end
-  end
-end
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', ARGV[1])
-if tonumber(ARGV[3]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
-redis.call('PUBLISH', KEYS[2], string.sub(ARGV[1], 1, -2) .. ',"offset":"' .. id .. '"}')
-return id
-"#;
+pub const PUBLISH_WITH_HISTORY: &str = publish_with_history!("PUBLISH");
+
+/// [`PUBLISH_WITH_HISTORY`] for Redis Cluster: `SPUBLISH`, so the event
+/// stays inside the shard that owns the topic's slot (the stream and the
+/// channel share the `{topic}` hash tag) instead of crossing the cluster bus.
+pub const SPUBLISH_WITH_HISTORY: &str = publish_with_history!("SPUBLISH");
+
+/// The history script for plain or sharded pub/sub.
+pub fn publish_script(sharded: bool) -> &'static str {
+    match sharded {
+        true => SPUBLISH_WITH_HISTORY,
+        false => PUBLISH_WITH_HISTORY,
+    }
+}
 
 /// History entries a retried publish searches for its first attempt.
 pub const RETRY_LOOKBACK: usize = 100;

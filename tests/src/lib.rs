@@ -9,6 +9,7 @@
 //! Where things live:
 //! - `redis`: [`RedisServer`] processes (and [`TlsRedis`]) and queries about their state;
 //!   `resp`: the client connection those queries use ([`RedisConnection`]).
+//! - `redis_cluster`: [`RedisCluster`], three primaries and three replicas.
 //! - `sentinel`: [`Sentinels`], a primary, a replica and three sentinels.
 //! - `gateway`: [`Gateway`] processes, [`GatewayOptions`], [`gateway_binary`];
 //!   `cluster`: [`Cluster`] (Redis, replicas, publisher);
@@ -30,6 +31,7 @@ mod http;
 mod process;
 pub mod profiles;
 mod redis;
+mod redis_cluster;
 mod resp;
 mod sentinel;
 mod sse;
@@ -44,6 +46,7 @@ pub use gateway::{Gateway, GatewayOptions, gateway_binary};
 pub use http::http_get;
 pub use process::{free_port, scratch_dir};
 pub use redis::{RedisServer, TlsRedis};
+pub use redis_cluster::RedisCluster;
 pub use resp::{RedisConnection, Reply};
 pub use sentinel::Sentinels;
 pub use sse::{SseClient, SseEvent, SseResponse};

@@ -37,12 +37,41 @@ impl RedisServer {
     }
 
     async fn start_with(extra: &[&str]) -> Result<Self> {
+        Self::start_on(free_port, extra).await
+    }
+
+    /// A node for a Redis Cluster: its cluster bus port (port + 10000) must
+    /// be free too.
+    pub(crate) async fn start_cluster_node() -> Result<Self> {
+        let port = || loop {
+            let p = free_port();
+            if p < 55_000 && std::net::TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok() {
+                return p;
+            }
+        };
+        Self::start_on(
+            port,
+            &[
+                "--appendonly",
+                "no",
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "2000",
+            ],
+        )
+        .await
+    }
+
+    async fn start_on(port: impl Fn() -> u16, extra: &[&str]) -> Result<Self> {
         let dir = scratch_dir("redis");
         let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
         let mut last_error = None;
         for _ in 0..5 {
             let mut server = Self {
-                port: free_port(),
+                port: port(),
                 child: None,
                 dir: dir.clone(),
                 extra: extra.clone(),

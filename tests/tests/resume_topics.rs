@@ -346,3 +346,42 @@ async fn a_topic_whose_history_moved_on_gets_a_gap_frame_and_the_others_resume()
     assert_eq!(by_topic(&got), want, "the others resume in full");
     Ok(())
 }
+
+#[tokio::test]
+async fn an_event_for_several_held_topics_is_replayed_once() -> Result<()> {
+    let c = Cluster::start(1, Some(DESK.to_owned())).await?;
+    let path = alice_path("d1");
+    let mut s = SseClient::connect(&c.gw(0).addr, &path, &[])
+        .await?
+        .stream()?;
+    subscribed(&c, &JOINED).await?;
+    publish_rounds(&c, &JOINED, 0..1).await?;
+    let (_, last) = sse_notes(&mut s, 3).await?;
+    drop(s);
+    // One event, one id, a copy in the user's and the org's history.
+    c.publisher
+        .publish(
+            &[Topic::user("alice")?, Topic::org("acme")?],
+            "note",
+            &json!({"t": "both", "n": 7}),
+        )
+        .await?;
+    publish(&c, "res:desk:d1", 8).await?;
+    let mut resumed = SseClient::connect(&c.gw(0).addr, &path, &[("Last-Event-ID", &last)])
+        .await?
+        .stream()?;
+    let (got, _) = sse_notes(&mut resumed, 2).await?;
+    assert_eq!(
+        got,
+        [("both".to_owned(), 7), ("res:desk:d1".to_owned(), 8)],
+        "the shared event once"
+    );
+    publish(&c, "org:acme", 9).await?;
+    let (got, _) = sse_notes(&mut resumed, 1).await?;
+    assert_eq!(
+        got,
+        [("org:acme".to_owned(), 9)],
+        "then live, nothing repeated"
+    );
+    Ok(())
+}

@@ -1,4 +1,6 @@
-//! The Redis broker: one pub/sub connection per replica, on `fred`.
+//! The Redis broker: one pub/sub connection per replica (per shard on Redis
+//! Cluster, where topics are held with sharded SSUBSCRIBE and published
+//! with SPUBLISH), on `fred`.
 //!
 //! Three traps of the client library shape this file (see the stack notes in
 //! `docs/protocol.md`):
@@ -19,10 +21,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fred::clients::SubscriberClient;
-use fred::interfaces::{ClientLike, EventInterface, LuaInterface, PubsubInterface};
+use fred::interfaces::{
+    ClientLike, ClusterInterface, EventInterface, LuaInterface, PubsubInterface,
+};
 use fred::prelude::{Builder, Client, Config as FredConfig, ReconnectPolicy, TcpConfig};
 use fred::types::RespVersion;
+use fred::types::config::{ClusterDiscoveryPolicy, Options, ServerConfig};
 use fred::types::config::{ConnectionConfig, PerformanceConfig};
+use fred::util::redis_keyslot;
 use futures_util::future::{BoxFuture, FutureExt};
 use herald_shared::envelope::{id_of, offset_of, parse_offset, with_offset};
 use herald_shared::{Envelope, HistoryPolicy, Keys, history, now_ms};
@@ -65,6 +71,11 @@ pub struct RedisBroker {
     sink: OnceLock<Weak<dyn EventSink>>,
     /// Where gap repair reads a topic's history (the store seam).
     history: Arc<dyn Store>,
+    /// Redis Cluster: sharded pub/sub. Each topic's channel is held with
+    /// SSUBSCRIBE on the shard that owns its slot and published with
+    /// SPUBLISH, so an event never crosses the cluster bus and shards add
+    /// fan-out capacity.
+    sharded: bool,
     stop: CancellationToken,
 }
 
@@ -83,6 +94,12 @@ pub fn builder(url: &str) -> Result<Builder, BrokerError> {
 
 fn builder_with(url: &str, broadcast_capacity: usize) -> Result<Builder, BrokerError> {
     let mut config = FredConfig::from_url(url).map_err(|e| BrokerError::Config(e.to_string()))?;
+    // Rediscover a cluster through every node it last knew, not only the
+    // seeds in the URL: a dead seed (often the primary that just failed)
+    // must not keep a replica from finding the promoted one.
+    if let ServerConfig::Clustered { policy, .. } = &mut config.server {
+        *policy = ClusterDiscoveryPolicy::UseCache;
+    }
     // Start even when Redis is down: the replica reports not-ready and keeps trying.
     config.fail_fast = false;
     // RESP3 marks pub/sub messages as pushes, so a PING reply on the
@@ -118,6 +135,7 @@ impl RedisBroker {
         let commands = builder(url)?
             .build()
             .map_err(|e| BrokerError::Config(e.to_string()))?;
+        let sharded = subscriber.is_clustered();
         let broker = Arc::new(Self {
             subscriber,
             commands,
@@ -128,6 +146,7 @@ impl RedisBroker {
             down_since: AtomicI64::new(0),
             sink: OnceLock::new(),
             history,
+            sharded,
             stop: CancellationToken::new(),
         });
         // Subscribe to the event channels before connecting so the first
@@ -319,6 +338,25 @@ impl RedisBroker {
 
     async fn resubscribe(&self) -> Result<(), fred::error::Error> {
         let channels: Vec<String> = self.channels().iter().cloned().collect();
+        if self.sharded {
+            // One SSUBSCRIBE per slot: channels of several slots in one
+            // command are refused (CROSSSLOT).
+            let mut by_slot: HashMap<u16, Vec<String>> = HashMap::new();
+            for ch in channels {
+                by_slot
+                    .entry(redis_keyslot(ch.as_bytes()))
+                    .or_default()
+                    .push(ch);
+            }
+            for (_, group) in by_slot {
+                let probe = group.first().cloned();
+                self.subscriber.ssubscribe(group).await?;
+                if let Some(ch) = probe {
+                    self.ping_shard_of(&ch).await?;
+                }
+            }
+            return Ok(());
+        }
         for chunk in channels.chunks(RESUBSCRIBE_CHUNK) {
             self.subscriber.subscribe(chunk.to_vec()).await?;
         }
@@ -326,19 +364,77 @@ impl RedisBroker {
         self.subscriber.ping::<()>(None).await
     }
 
+    /// PING on the subscriber's connection to the shard that owns
+    /// `channel`'s slot: answered after every command sent there before it.
+    async fn ping_shard_of(&self, channel: &str) -> Result<(), fred::error::Error> {
+        let slot = redis_keyslot(channel.as_bytes());
+        let node = self
+            .subscriber
+            .cached_cluster_state()
+            .and_then(|state| state.get_server(slot).cloned());
+        match node {
+            Some(server) => {
+                let options = Options {
+                    cluster_node: Some(server),
+                    ..Default::default()
+                };
+                self.subscriber
+                    .with_options(&options)
+                    .ping::<()>(None)
+                    .await
+            }
+            None => self.subscriber.ping::<()>(None).await,
+        }
+    }
+
     /// fred resolves SUBSCRIBE once it is written, not when Redis has
     /// processed it (its acknowledgements arrive out of band and are dropped).
     /// A PING on the same connection is answered only after every command
     /// before it, so its reply proves the subscription is live: only then may
     /// the caller tell a client it is subscribed (docsfy's `sync`).
-    async fn confirm(&self) -> Result<(), BrokerError> {
-        match tokio::time::timeout(PING_TIMEOUT * 5, self.subscriber.ping::<()>(None)).await {
+    async fn confirm(&self, channel: &str) -> Result<(), BrokerError> {
+        let ping = async {
+            match self.sharded {
+                true => self.ping_shard_of(channel).await,
+                false => self.subscriber.ping::<()>(None).await,
+            }
+        };
+        match tokio::time::timeout(PING_TIMEOUT * 5, ping).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(unavailable(e)),
             Err(_) => Err(BrokerError::Unavailable(
                 "subscription not confirmed in time".to_owned(),
             )),
         }
+    }
+
+    /// Every shard's channels of ours, with how many subscribers each has
+    /// there (`PUBSUB SHARDCHANNELS` and `SHARDNUMSUB` on each primary).
+    async fn shard_topics(&self) -> Result<Vec<(String, u64)>, fred::error::Error> {
+        let primaries = self
+            .commands
+            .cached_cluster_state()
+            .map(|state| state.unique_primary_nodes())
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        for node in primaries {
+            let options = Options {
+                cluster_node: Some(node),
+                ..Default::default()
+            };
+            let on_node = self.commands.with_options(&options);
+            let channels: Vec<String> =
+                on_node.pubsub_shardchannels(self.keys.channel("*")).await?;
+            for channel in channels {
+                let counts: Vec<fred::types::Value> =
+                    on_node.pubsub_shardnumsub(channel.clone()).await?;
+                let n = counts.get(1).and_then(fred::types::Value::as_u64);
+                if let (Some(topic), Some(n)) = (self.keys.topic_of_channel(&channel), n) {
+                    out.push((topic.to_owned(), n));
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn set_ready(&self, ready: bool) {
@@ -423,11 +519,12 @@ impl Broker for RedisBroker {
             let channel = self.keys.channel(topic);
             // Recorded first: if Redis is down now, the reconnect resubscribes it.
             self.channels().insert(channel.clone());
-            self.subscriber
-                .subscribe(channel)
-                .await
-                .map_err(unavailable)?;
-            self.confirm().await
+            match self.sharded {
+                true => self.subscriber.ssubscribe(channel.clone()).await,
+                false => self.subscriber.subscribe(channel.clone()).await,
+            }
+            .map_err(unavailable)?;
+            self.confirm(&channel).await
         }
         .boxed()
     }
@@ -437,16 +534,20 @@ impl Broker for RedisBroker {
             let channel = self.keys.channel(topic);
             self.channels().remove(&channel);
             self.continuity().forget(topic);
-            self.subscriber
-                .unsubscribe(channel)
-                .await
-                .map_err(unavailable)
+            match self.sharded {
+                true => self.subscriber.sunsubscribe(channel).await,
+                false => self.subscriber.unsubscribe(channel).await,
+            }
+            .map_err(unavailable)
         }
         .boxed()
     }
 
     fn cluster_topics(&self) -> BoxFuture<'_, Result<Vec<(String, u64)>, BrokerError>> {
         async move {
+            if self.sharded {
+                return self.shard_topics().await.map_err(unavailable);
+            }
             let channels: Vec<String> = self
                 .commands
                 .pubsub_channels(self.keys.channel("*"))
@@ -489,18 +590,26 @@ impl Broker for RedisBroker {
                         history::Attempt::First,
                     );
                     self.commands
-                        .eval::<String, _, _, _>(history::PUBLISH_WITH_HISTORY, keys, args)
+                        .eval::<String, _, _, _>(history::publish_script(self.sharded), keys, args)
                         .await
                         .map(drop)
                 }
-                None => self
-                    .commands
-                    .publish::<i64, _, _>(
-                        self.keys.channel(envelope.topic.as_str()),
-                        envelope.encode(),
-                    )
-                    .await
-                    .map(drop),
+                None => {
+                    let channel = self.keys.channel(envelope.topic.as_str());
+                    match self.sharded {
+                        true => {
+                            self.commands
+                                .spublish::<i64, _, _>(channel, envelope.encode())
+                                .await
+                        }
+                        false => {
+                            self.commands
+                                .publish::<i64, _, _>(channel, envelope.encode())
+                                .await
+                        }
+                    }
+                    .map(drop)
+                }
             }
             .map_err(unavailable)
         }

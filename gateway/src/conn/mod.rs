@@ -186,7 +186,7 @@ impl Connection {
         // its position is the offset of the last event sent.
         if resume.positions && (!plain || resume.announce) {
             let starts = join_all(topics.iter().enumerate().map(|(i, topic)| {
-                let given = cursor.given.as_ref().and_then(|g| g.of(topic, i == 0));
+                let given = cursor.given_of(topic, i == 0);
                 async move {
                     match given {
                         Some(at) => at,
@@ -357,13 +357,14 @@ impl Connection {
     ) -> Result<(), CloseReason> {
         let mut gaps: Vec<(Topic, String)> = Vec::new();
         let mut events: Vec<Arc<SharedEvent>> = Vec::new();
-        match (&cursor.given, latest, topics.first()) {
-            (Some(given), _, _) => {
-                let named = topics
+        match (cursor.has_given(), latest, topics.first()) {
+            (true, _, _) => {
+                let named: Vec<(&Topic, position::Offset)> = topics
                     .iter()
                     .enumerate()
-                    .filter_map(|(i, t)| given.of(t, i == 0).map(|at| (t, at)));
-                let reads = join_all(named.map(|(topic, since)| async move {
+                    .filter_map(|(i, t)| cursor.take_given(t, i == 0).map(|at| (t, at)))
+                    .collect();
+                let reads = join_all(named.into_iter().map(|(topic, since)| async move {
                     (
                         topic,
                         since,
@@ -381,7 +382,7 @@ impl Connection {
                     events.extend(r.events);
                 }
             }
-            (None, Some(latest), Some(primary)) => {
+            (false, Some(latest), Some(primary)) => {
                 let r = replay::then_after(latest, &self.app, primary).await;
                 if let Some(up_to) = r.up_to {
                     cursor.replayed_up_to(primary, up_to);
@@ -390,6 +391,9 @@ impl Connection {
             }
             _ => {}
         }
+        // A copy the hub would serve through an earlier topic of its
+        // audience is that topic's to send (or was sent with it).
+        events.retain(|e| !replay::served_elsewhere(e, |t| topics.contains(t)));
         // Each topic's events are in offset order already; a stable sort
         // by offset interleaves the topics in publish order.
         events.sort_by_key(|e| {
@@ -474,7 +478,10 @@ impl Connection {
             });
         }
         for e in &r.events {
-            frames.push(self.event_out(e, cursor));
+            let held = |t: &Topic| cursor.position.as_ref().is_some_and(|p| p.holds(t));
+            if !replay::served_elsewhere(e, held) {
+                frames.push(self.event_out(e, cursor));
+            }
         }
         if frames.is_empty() {
             return Ok(());
@@ -621,6 +628,13 @@ impl Connection {
                 }
                 Ok(())
             }
+            // A position names at most MAX_TOPICS topics: past that a
+            // resume would silently drop some, so the channel is refused.
+            Some(Command::Subscribe)
+                if cursor.position.is_some() && cursor.held() >= position::MAX_TOPICS =>
+            {
+                Err(Refusal::TooMany)
+            }
             Some(Command::Subscribe) => match self.subscribe(sub, channels, channel()).await {
                 Ok(Some(topic)) => {
                     // A position in the frame (a plain offset names this
@@ -636,7 +650,7 @@ impl Connection {
                             .as_str()
                             .and_then(Given::parse)
                             .and_then(|g| g.of(&topic, true)),
-                        None => cursor.given.as_ref().and_then(|g| g.of(&topic, false)),
+                        None => cursor.take_given(&topic, false),
                     };
                     return self.resume_channel(transport, &topic, since, cursor).await;
                 }

@@ -99,6 +99,16 @@ impl Position {
         self.entries.retain(|e| e.topic != *topic);
     }
 
+    /// Whether the position names `topic`.
+    pub(crate) fn holds(&self, topic: &Topic) -> bool {
+        self.entries.iter().any(|e| e.topic == *topic)
+    }
+
+    /// Topics named.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
     /// The version-1 text of this position.
     pub(crate) fn encode(&self) -> String {
         let base = self.entries.iter().map(|e| e.at.0).min().unwrap_or(0);

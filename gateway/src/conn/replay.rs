@@ -29,7 +29,10 @@ pub(crate) struct Cursor {
     /// and event frames stay shared between sockets.
     pub plain: bool,
     /// The position the client connected with.
-    pub given: Option<Given>,
+    given: Option<Given>,
+    /// Channels that already resumed from `given`: a second subscribe in
+    /// the same session starts from its join, not from the old position.
+    given_used: Vec<Topic>,
     /// Per topic, the offset replay reached: live copies up to it are skipped.
     replayed: Vec<(Topic, Offset)>,
 }
@@ -40,8 +43,35 @@ impl Cursor {
             position: position.then(Position::default),
             plain,
             given,
+            given_used: Vec::new(),
             replayed: Vec::new(),
         }
+    }
+
+    /// Whether the client came with a position at all.
+    pub(crate) fn has_given(&self) -> bool {
+        self.given.is_some()
+    }
+
+    /// Where the client's position puts `topic`, without using it up.
+    pub(crate) fn given_of(&self, topic: &Topic, first: bool) -> Option<Offset> {
+        self.given.as_ref()?.of(topic, first)
+    }
+
+    /// Where the client's position puts `topic` (`first`: the route's first
+    /// joined topic), once per topic and session.
+    pub(crate) fn take_given(&mut self, topic: &Topic, first: bool) -> Option<Offset> {
+        if self.given_used.contains(topic) {
+            return None;
+        }
+        let at = self.given.as_ref()?.of(topic, first)?;
+        self.given_used.push(topic.clone());
+        Some(at)
+    }
+
+    /// How many topics the position names now.
+    pub(crate) fn held(&self) -> usize {
+        self.position.as_ref().map_or(0, Position::len)
     }
 
     /// Whether a live event is a copy of one already replayed.
@@ -214,4 +244,17 @@ pub(crate) async fn then_after(mut first: Replay, app: &AppState, topic: &Topic)
         first.last_offset = more.last_offset;
     }
     first
+}
+
+/// Whether a copy of an event on its topic is one this connection is never
+/// served: the hub serves an event through the first topic of its audience
+/// the connection holds, so copies on later topics are skipped on replay
+/// too (else a resume would repeat them).
+pub(crate) fn served_elsewhere(event: &SharedEvent, held: impl Fn(&Topic) -> bool) -> bool {
+    let env = &event.envelope;
+    let audience = env.audience();
+    let Some(at) = audience.iter().position(|t| *t == env.topic) else {
+        return false;
+    };
+    audience[..at].iter().any(held)
 }

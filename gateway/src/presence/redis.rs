@@ -5,7 +5,9 @@
 //! key; the sweep that empties a set publishes the offline event from the
 //! template stored at join (a dead replica cannot send its own).
 
-use fred::interfaces::{KeysInterface, LuaInterface, SetsInterface, SortedSetsInterface};
+use fred::interfaces::{
+    ClientLike, KeysInterface, LuaInterface, SetsInterface, SortedSetsInterface,
+};
 use fred::prelude::Client;
 use futures_util::future::{BoxFuture, FutureExt};
 use herald_shared::{Envelope, Keys, now_ms};
@@ -50,6 +52,30 @@ return 2
 pub struct RedisPresence {
     client: Client,
     keys: Keys,
+    scripts: Scripts,
+}
+
+/// The scripts as this deployment runs them: on Redis Cluster they publish
+/// with SPUBLISH, like every other event (the set, its meta and the
+/// channel share the `{topic}` hash tag, so one shard owns them all).
+struct Scripts {
+    join: String,
+    leave: String,
+    sweep: String,
+}
+
+impl Scripts {
+    fn new(sharded: bool) -> Self {
+        let adapt = |script: &str| match sharded {
+            true => script.replace("redis.call('PUBLISH'", "redis.call('SPUBLISH'"),
+            false => script.to_owned(),
+        };
+        Self {
+            join: adapt(JOIN),
+            leave: adapt(LEAVE),
+            sweep: adapt(SWEEP),
+        }
+    }
 }
 
 impl std::fmt::Debug for RedisPresence {
@@ -64,7 +90,12 @@ fn unavailable(e: fred::error::Error) -> StoreError {
 
 impl RedisPresence {
     pub fn new(client: Client, keys: Keys) -> Self {
-        Self { client, keys }
+        let scripts = Scripts::new(client.is_clustered());
+        Self {
+            client,
+            keys,
+            scripts,
+        }
     }
 
     /// The offline event a sweeping replica publishes for a key: the stored
@@ -90,7 +121,11 @@ impl RedisPresence {
         let keys = vec![self.keys.presence(topic, key), self.keys.channel(topic)];
         let swept: i64 = self
             .client
-            .eval(SWEEP, keys, vec![now.to_string(), offline])
+            .eval(
+                self.scripts.sweep.as_str(),
+                keys,
+                vec![now.to_string(), offline],
+            )
             .await
             .map_err(unavailable)?;
         if swept == 2 {
@@ -134,7 +169,7 @@ impl PresenceBackend for RedisPresence {
                 .map_err(unavailable)?;
             let _: i64 = self
                 .client
-                .eval(JOIN, keys, args)
+                .eval(self.scripts.join.as_str(), keys, args)
                 .await
                 .map_err(unavailable)?;
             Ok(())
@@ -152,7 +187,7 @@ impl PresenceBackend for RedisPresence {
             let keys = vec![self.keys.presence(topic, &m.key), self.keys.channel(topic)];
             let args = vec![member.to_owned(), now_ms().to_string(), m.offline.encode()];
             self.client
-                .eval::<i64, _, _, _>(LEAVE, keys, args)
+                .eval::<i64, _, _, _>(self.scripts.leave.as_str(), keys, args)
                 .await
                 .map(drop)
                 .map_err(unavailable)

@@ -1,0 +1,198 @@
+//! Redis Cluster with sharded pub/sub: each topic is held with SSUBSCRIBE on
+//! the shard that owns its slot and published with SPUBLISH inside the
+//! history script, so no event crosses the cluster bus. Three primaries and
+//! three replicas, two gateway replicas, real WebSocket clients.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use herald_publisher::{Publisher, Topic};
+use herald_tests::profiles::FEED;
+use herald_tests::{
+    Gateway, GatewayOptions, RedisCluster, Reply, WsClient, jwt, unix_now, wait_until,
+};
+use serde_json::json;
+
+/// Readiness that notices a failover quickly.
+const PROBES: &str = "
+[readiness]
+probe_interval_ms = 250
+probe_timeout_ms = 250
+probe_misses = 2
+";
+
+fn channel(feed: &str) -> String {
+    format!("herald:{{res:feed:{feed}}}:ch")
+}
+
+/// One feed whose topic lives on each primary, keyed by the owner's index.
+async fn a_feed_per_shard(cluster: &RedisCluster) -> Result<BTreeMap<usize, String>> {
+    let mut feeds = BTreeMap::new();
+    for i in 0..200 {
+        let feed = format!("f{i}");
+        let owner = cluster.owner_of(&channel(&feed)).await?;
+        if let Some(idx) = cluster.index_of(owner) {
+            feeds.entry(idx).or_insert(feed);
+        }
+        if feeds.len() == 3 {
+            break;
+        }
+    }
+    ensure!(feeds.len() == 3, "three shards own feeds: {feeds:?}");
+    Ok(feeds)
+}
+
+async fn gateways(cluster: &RedisCluster) -> Result<Vec<Gateway>> {
+    let mut out = Vec::new();
+    for _ in 0..2 {
+        let gw = Gateway::start(GatewayOptions {
+            redis_url: Some(cluster.url()),
+            config: Some(format!("{FEED}{PROBES}")),
+            ..Default::default()
+        })
+        .await?;
+        gw.wait_ready(true).await?;
+        out.push(gw);
+    }
+    Ok(out)
+}
+
+async fn shard_subscribers(cluster: &RedisCluster, feed: &str) -> Option<i64> {
+    let owner = cluster.owner_of(&channel(feed)).await.ok()?;
+    match owner
+        .command(&["PUBSUB", "SHARDNUMSUB", &channel(feed)])
+        .await
+        .ok()?
+    {
+        Reply::Array(items) => match items.get(1) {
+            Some(Reply::Integer(n)) => Some(*n),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn every_shard_delivers_through_sharded_subscriptions_only() -> Result<()> {
+    let cluster = RedisCluster::start().await?;
+    let feeds = a_feed_per_shard(&cluster).await?;
+    let gws = gateways(&cluster).await?;
+    let publisher = Publisher::connect(&cluster.url()).await?;
+    let token = jwt("reader", None, &[], unix_now() + 600);
+    let mut clients = Vec::new();
+    for feed in feeds.values() {
+        for gw in &gws {
+            let ws = WsClient::connect(&gw.ws_url(&format!("/feed/{feed}?token={token}"))).await?;
+            clients.push((feed.clone(), ws));
+        }
+    }
+    for feed in feeds.values() {
+        wait_until("one shard subscription per replica", || async {
+            shard_subscribers(&cluster, feed).await == Some(2)
+        })
+        .await?;
+    }
+    for feed in feeds.values() {
+        publisher
+            .publish(
+                &[Topic::resource("feed", feed)?],
+                "item",
+                &json!({"feed": feed}),
+            )
+            .await?;
+    }
+    for (feed, ws) in &mut clients {
+        let frame = ws.next_json().await?;
+        assert_eq!(frame["data"]["feed"], json!(feed), "{frame}");
+    }
+    for node in &cluster.nodes {
+        let plain = node.command(&["PUBSUB", "CHANNELS", "herald:*"]).await?;
+        assert_eq!(
+            plain,
+            Reply::Array(Vec::new()),
+            "no plain subscriptions on {}",
+            node.port()
+        );
+    }
+    Ok(())
+}
+
+/// Poll a replica's `/readyz` until it has been seen not ready and then
+/// ready again; what it saw, within 60 s.
+async fn watch_readiness(gw_addr: String) -> (bool, bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut was_unready = false;
+    while tokio::time::Instant::now() < deadline {
+        let ready = matches!(
+            herald_tests::http_get(&gw_addr, "/readyz").await,
+            Ok((200, _))
+        );
+        if !ready {
+            was_unready = true;
+        } else if was_unready {
+            return (true, true);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (was_unready, false)
+}
+
+#[tokio::test]
+#[ignore = "not yet reliable: after the owner's SIGKILL the publisher's cluster client sometimes \
+            times out for the whole retry window (2 runs in 3); delivery to the gateways recovers"]
+async fn the_primary_of_a_busy_topic_dies_and_every_event_arrives_once_in_order() -> Result<()> {
+    const EVENTS: u64 = 100;
+    const CRASH_AT: u64 = 30;
+    let mut cluster = RedisCluster::start().await?;
+    let feeds = a_feed_per_shard(&cluster).await?;
+    let (owner, feed) = feeds
+        .iter()
+        .next()
+        .map(|(i, f)| (*i, f.clone()))
+        .ok_or_else(|| anyhow::anyhow!("no feed"))?;
+    let gws = gateways(&cluster).await?;
+    let publisher = Publisher::connect(&cluster.url())
+        .await?
+        .with_retry_window(Duration::from_secs(30));
+    let token = jwt("reader", None, &[], unix_now() + 600);
+    let mut clients = Vec::new();
+    for gw in &gws {
+        clients.push(WsClient::connect(&gw.ws_url(&format!("/feed/{feed}?token={token}"))).await?);
+    }
+    wait_until("one shard subscription per replica", || async {
+        shard_subscribers(&cluster, &feed).await == Some(2)
+    })
+    .await?;
+    let watcher = tokio::spawn(watch_readiness(gws[0].addr.clone()));
+    let topic = Topic::resource("feed", &feed)?;
+    for seq in 0..EVENTS {
+        if seq == CRASH_AT {
+            cluster.nodes[owner].kill().await;
+        }
+        // No retry loop: the publisher's window covers the promotion.
+        publisher
+            .publish(std::slice::from_ref(&topic), "item", &json!({"seq": seq}))
+            .await?;
+    }
+    for (i, ws) in clients.iter_mut().enumerate() {
+        let mut seen = Vec::new();
+        while seen.last() != Some(&(EVENTS - 1)) {
+            let frame = ws.next_json().await?;
+            if let Some(seq) = frame["data"]["seq"].as_u64() {
+                seen.push(seq);
+            }
+        }
+        assert_eq!(
+            seen,
+            (0..EVENTS).collect::<Vec<_>>(),
+            "client of replica {i}: every event once, in order"
+        );
+    }
+    let (was_unready, ready_again) = watcher.await?;
+    ensure!(
+        was_unready && ready_again,
+        "readiness went false then true: {was_unready} {ready_again}"
+    );
+    Ok(())
+}
