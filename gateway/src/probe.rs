@@ -48,11 +48,19 @@ impl Probe {
         stop: CancellationToken,
     ) -> Arc<Self> {
         let probe = Arc::new(Self::default());
+        let topic = match Topic::parse(&format!("{PROBE_TOPICS}{replica_id}")) {
+            Ok(topic) => topic,
+            Err(e) => {
+                // Never ready rather than ready unproven.
+                tracing::error!(error = %e, "no probe topic for this replica id");
+                return probe;
+            }
+        };
         let run = Run {
             probe: Arc::clone(&probe),
             hub,
             broker,
-            topic: Topic::parse(&format!("{PROBE_TOPICS}{replica_id}")),
+            topic,
             replica_id: replica_id.to_owned(),
             interval: Duration::from_millis(config.probe_interval_ms),
             timeout: Duration::from_millis(config.probe_timeout_ms),
@@ -87,7 +95,7 @@ struct Run {
     probe: Arc<Probe>,
     hub: Arc<Hub>,
     broker: Arc<dyn Broker>,
-    topic: Result<Topic, herald_shared::TopicError>,
+    topic: Topic,
     replica_id: String,
     interval: Duration,
     timeout: Duration,
@@ -96,13 +104,7 @@ struct Run {
 
 impl Run {
     async fn run(self) {
-        let topic = match &self.topic {
-            Ok(t) => t.clone(),
-            Err(e) => {
-                tracing::error!(error = %e, "no probe topic for this replica id");
-                return;
-            }
-        };
+        let topic = &self.topic;
         // One event in flight at a time; a late probe is read and skipped.
         let (sub, mut rx) = Subscriber::new(16);
         let mut joined = false;
@@ -115,10 +117,10 @@ impl Run {
             next = sent + self.interval;
             if !joined {
                 // Held by the broker from now on, resubscribed with the rest.
-                joined = self.hub.join_own(&topic, &sub).await.is_ok();
+                joined = self.hub.join_own(topic, &sub).await.is_ok();
             }
             seq += 1;
-            let back = joined && self.round_trip(&topic, seq, &mut rx, sent).await;
+            let back = joined && self.round_trip(topic, seq, &mut rx, sent).await;
             if back {
                 metrics::probe_round_trip(sent.elapsed().as_secs_f64());
                 missed = 0;

@@ -1,5 +1,5 @@
-//! Gateway configuration text: the bundled `deploy/herald.toml`, and copies
-//! of it with one profile edited.
+//! Gateway configuration text: the bundled `deploy/herald.toml`, copies of
+//! it with one profile edited, and fragments suites append.
 
 use std::path::Path;
 
@@ -26,3 +26,12 @@ pub fn profile_config(profile: &str, edits: &[(&str, &str)]) -> String {
     }
     parts.join(marker)
 }
+
+/// Delivery probes every 250 ms, two misses in a row fail readiness: a
+/// replica notices a failover (or a Redis that stops delivering) quickly.
+pub const FAST_PROBES: &str = "
+[readiness]
+probe_interval_ms = 250
+probe_timeout_ms = 250
+probe_misses = 2
+";

@@ -42,6 +42,42 @@ pub fn gateway_binary() -> PathBuf {
     }
 }
 
+/// Poll `/readyz` at `addr` until it has been seen not ready and then ready
+/// again: (seen not ready, ready again), within 60 s. Polled, because
+/// readiness is only observable by asking.
+pub async fn readiness_dip(addr: String) -> (bool, bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut was_unready = false;
+    while tokio::time::Instant::now() < deadline {
+        let ready = matches!(http_get(&addr, "/readyz").await, Ok((200, _)));
+        if !ready {
+            was_unready = true;
+        } else if was_unready {
+            return (true, true);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (was_unready, false)
+}
+
+/// Run `heraldctl` with only `env` set; its stdout, or an error with its
+/// stderr when it exits non-zero.
+pub async fn heraldctl(env: &[(&str, &str)], args: &[&str]) -> Result<String> {
+    let out = Command::new(gateway_binary().with_file_name("heraldctl"))
+        .env_clear()
+        .envs(env.iter().copied())
+        .args(args)
+        .output()
+        .await
+        .context("run heraldctl")?;
+    ensure!(
+        out.status.success(),
+        "heraldctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// Binaries the suites run, next to each other in `target/<profile>/`.
 const BINARIES: [&str; 2] = ["herald-gateway", "heraldctl"];
 

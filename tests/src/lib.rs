@@ -41,8 +41,8 @@ mod ws;
 
 pub use assertions::assert_error_frame;
 pub use cluster::Cluster;
-pub use config::{default_config, profile_config};
-pub use gateway::{Gateway, GatewayOptions, gateway_binary};
+pub use config::{FAST_PROBES, default_config, profile_config};
+pub use gateway::{Gateway, GatewayOptions, gateway_binary, heraldctl, readiness_dip};
 pub use http::http_get;
 pub use process::{free_port, scratch_dir};
 pub use redis::{RedisServer, TlsRedis};

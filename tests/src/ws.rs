@@ -88,6 +88,18 @@ impl WsClient {
         }
     }
 
+    /// The `data.seq` of every event frame until `last` arrives, in arrival
+    /// order (other frames are skipped).
+    pub async fn seqs_until(&mut self, last: u64) -> Result<Vec<u64>> {
+        let mut seen = Vec::new();
+        while seen.last() != Some(&last) {
+            if let Some(seq) = self.next_json().await?["data"]["seq"].as_u64() {
+                seen.push(seq);
+            }
+        }
+        Ok(seen)
+    }
+
     /// The next frame whose `type` is not `skip` (heartbeat pings, say).
     pub async fn next_json_except(&mut self, skip: &str) -> Result<Value> {
         loop {

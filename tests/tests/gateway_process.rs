@@ -65,17 +65,10 @@ async fn a_first_run_prints_development_credentials_that_work_end_to_end() -> Re
     let (flags, data) = heraldctl_line
         .split_once(" --data '")
         .ok_or_else(|| anyhow::anyhow!("unexpected command {heraldctl_line}"))?;
-    let out = tokio::process::Command::new(gateway_binary().with_file_name("heraldctl"))
-        .env_clear()
-        .args(flags.split_whitespace())
-        .args(["--data", data.trim_end_matches('\'')])
-        .output()
-        .await?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let data = data.trim_end_matches('\'');
+    let mut args: Vec<&str> = flags.split_whitespace().collect();
+    args.extend(["--data", data]);
+    herald_tests::heraldctl(&[], &args).await?;
     assert_eq!(
         ws.next_json().await?,
         json!({"type": "progress", "step": 1})

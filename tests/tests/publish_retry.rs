@@ -11,7 +11,7 @@ use herald_shared::history::{self, Attempt, HistoryPolicy};
 use herald_shared::{Envelope, Keys};
 use herald_tests::profiles::FEED;
 use herald_tests::{Cluster, RedisServer, Reply, WsClient, jwt, unix_now};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::oneshot;
 
 fn feed_url(c: &Cluster) -> String {
@@ -136,13 +136,7 @@ async fn every_publish_through_a_redis_crash_succeeds_and_arrives_once_in_order(
     published?;
     faulted?;
 
-    let mut seen: Vec<u64> = Vec::new();
-    while seen.last() != Some(&(EVENTS - 1)) {
-        let frame: Value = ws.next_json().await?;
-        if let Some(seq) = frame["data"]["seq"].as_u64() {
-            seen.push(seq);
-        }
-    }
+    let seen = ws.seqs_until(EVENTS - 1).await?;
     assert_eq!(
         seen,
         (0..EVENTS).collect::<Vec<_>>(),

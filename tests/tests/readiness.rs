@@ -4,15 +4,7 @@
 //! ready again by itself once delivery resumes.
 
 use anyhow::Result;
-use herald_tests::{Cluster, wait_until};
-
-/// Probes every 200 ms, two misses in a row fail readiness.
-const FAST_PROBES: &str = "
-[readiness]
-probe_interval_ms = 200
-probe_timeout_ms = 200
-probe_misses = 2
-";
+use herald_tests::{Cluster, FAST_PROBES, wait_until};
 
 fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines()

@@ -10,17 +10,10 @@ use anyhow::{Result, ensure};
 use herald_publisher::{Publisher, Topic};
 use herald_tests::profiles::FEED;
 use herald_tests::{
-    Gateway, GatewayOptions, RedisCluster, Reply, WsClient, jwt, unix_now, wait_until,
+    FAST_PROBES, Gateway, GatewayOptions, RedisCluster, Reply, WsClient, jwt, readiness_dip,
+    unix_now, wait_until,
 };
 use serde_json::json;
-
-/// Readiness that notices a failover quickly.
-const PROBES: &str = "
-[readiness]
-probe_interval_ms = 250
-probe_timeout_ms = 250
-probe_misses = 2
-";
 
 fn channel(feed: &str) -> String {
     format!("herald:{{res:feed:{feed}}}:ch")
@@ -48,7 +41,7 @@ async fn gateways(cluster: &RedisCluster) -> Result<Vec<Gateway>> {
     for _ in 0..2 {
         let gw = Gateway::start(GatewayOptions {
             redis_url: Some(cluster.url()),
-            config: Some(format!("{FEED}{PROBES}")),
+            config: Some(format!("{FEED}{FAST_PROBES}")),
             ..Default::default()
         })
         .await?;
@@ -118,26 +111,6 @@ async fn every_shard_delivers_through_sharded_subscriptions_only() -> Result<()>
     Ok(())
 }
 
-/// Poll a replica's `/readyz` until it has been seen not ready and then
-/// ready again; what it saw, within 60 s.
-async fn watch_readiness(gw_addr: String) -> (bool, bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let mut was_unready = false;
-    while tokio::time::Instant::now() < deadline {
-        let ready = matches!(
-            herald_tests::http_get(&gw_addr, "/readyz").await,
-            Ok((200, _))
-        );
-        if !ready {
-            was_unready = true;
-        } else if was_unready {
-            return (true, true);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    (was_unready, false)
-}
-
 #[tokio::test]
 #[ignore = "not yet reliable: after the owner's SIGKILL the publisher's cluster client sometimes \
             times out for the whole retry window (2 runs in 3); delivery to the gateways recovers"]
@@ -164,7 +137,7 @@ async fn the_primary_of_a_busy_topic_dies_and_every_event_arrives_once_in_order(
         shard_subscribers(&cluster, &feed).await == Some(2)
     })
     .await?;
-    let watcher = tokio::spawn(watch_readiness(gws[0].addr.clone()));
+    let watcher = tokio::spawn(readiness_dip(gws[0].addr.clone()));
     let topic = Topic::resource("feed", &feed)?;
     for seq in 0..EVENTS {
         if seq == CRASH_AT {
@@ -176,13 +149,7 @@ async fn the_primary_of_a_busy_topic_dies_and_every_event_arrives_once_in_order(
             .await?;
     }
     for (i, ws) in clients.iter_mut().enumerate() {
-        let mut seen = Vec::new();
-        while seen.last() != Some(&(EVENTS - 1)) {
-            let frame = ws.next_json().await?;
-            if let Some(seq) = frame["data"]["seq"].as_u64() {
-                seen.push(seq);
-            }
-        }
+        let seen = ws.seqs_until(EVENTS - 1).await?;
         assert_eq!(
             seen,
             (0..EVENTS).collect::<Vec<_>>(),

@@ -5,9 +5,7 @@
 
 use anyhow::Result;
 use herald_tests::profiles::FEED;
-use herald_tests::{
-    Gateway, GatewayOptions, RedisServer, WsClient, gateway_binary, jwt, unix_now, wait_until,
-};
+use herald_tests::{Gateway, GatewayOptions, RedisServer, WsClient, jwt, unix_now, wait_until};
 use serde_json::json;
 
 #[tokio::test]
@@ -30,26 +28,22 @@ async fn gateways_and_heraldctl_reach_a_redis_that_requires_tls() -> Result<()> 
         redis.server.numsub(channel).await.ok() == Some(1)
     })
     .await?;
-    let out = tokio::process::Command::new(gateway_binary().with_file_name("heraldctl"))
-        .env_clear()
-        .env("SSL_CERT_FILE", &ca)
-        .args([
+    let url = redis.url();
+    herald_tests::heraldctl(
+        &[("SSL_CERT_FILE", &ca)],
+        &[
             "--redis",
-            &redis.url(),
+            &url,
             "publish",
             "--to",
             "res:feed:f1",
             "--type",
             "item",
-        ])
-        .args(["--data", r#"{"n":1}"#])
-        .output()
-        .await?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+            "--data",
+            r#"{"n":1}"#,
+        ],
+    )
+    .await?;
     let frame = ws.next_json().await?;
     assert_eq!(frame["data"], json!({"n": 1}), "{frame}");
     Ok(())

@@ -9,44 +9,19 @@ use std::time::Duration;
 use anyhow::{Result, ensure};
 use herald_publisher::{Publisher, Topic};
 use herald_tests::profiles::FEED;
-use herald_tests::{Gateway, GatewayOptions, Sentinels, WsClient, jwt, unix_now, wait_until};
+use herald_tests::{
+    FAST_PROBES, Gateway, GatewayOptions, Sentinels, WsClient, jwt, readiness_dip, unix_now,
+    wait_until,
+};
 use serde_json::json;
 
 const EVENTS: u64 = 120;
 const CRASH_AT: u64 = 40;
 
-/// Readiness that notices a failover quickly.
-const PROBES: &str = "
-[readiness]
-probe_interval_ms = 250
-probe_timeout_ms = 250
-probe_misses = 2
-";
-
-/// Poll a replica's `/readyz` until it has been seen not ready and then
-/// ready again; what it saw, within 60 s.
-async fn watch_readiness(gw_addr: String) -> (bool, bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let mut was_unready = false;
-    while tokio::time::Instant::now() < deadline {
-        let ready = matches!(
-            herald_tests::http_get(&gw_addr, "/readyz").await,
-            Ok((200, _))
-        );
-        if !ready {
-            was_unready = true;
-        } else if was_unready {
-            return (true, true);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    (was_unready, false)
-}
-
 #[tokio::test]
 async fn a_primary_killed_mid_stream_fails_over_and_every_event_arrives_once() -> Result<()> {
     let mut s = Sentinels::start().await?;
-    let config = format!("{FEED}{PROBES}");
+    let config = format!("{FEED}{FAST_PROBES}");
     let mut gateways = Vec::new();
     for _ in 0..2 {
         let gw = Gateway::start(GatewayOptions {
@@ -71,7 +46,7 @@ async fn a_primary_killed_mid_stream_fails_over_and_every_event_arrives_once() -
         s.primary.numsub(channel).await.ok() == Some(2)
     })
     .await?;
-    let watcher = tokio::spawn(watch_readiness(gateways[0].addr.clone()));
+    let watcher = tokio::spawn(readiness_dip(gateways[0].addr.clone()));
 
     let topic = Topic::resource("feed", "f1")?;
     for seq in 0..EVENTS {
@@ -84,13 +59,7 @@ async fn a_primary_killed_mid_stream_fails_over_and_every_event_arrives_once() -
             .await?;
     }
     for (i, ws) in clients.iter_mut().enumerate() {
-        let mut seen = Vec::new();
-        while seen.last() != Some(&(EVENTS - 1)) {
-            let frame = ws.next_json().await?;
-            if let Some(seq) = frame["data"]["seq"].as_u64() {
-                seen.push(seq);
-            }
-        }
+        let seen = ws.seqs_until(EVENTS - 1).await?;
         assert_eq!(
             seen,
             (0..EVENTS).collect::<Vec<_>>(),

@@ -641,26 +641,22 @@ async fn heraldctl_consume_shows_forwarded_frames() -> Result<()> {
     agent
         .send_json(&json!({"type": "task_progress", "taskId": "t-9", "progress": 10}))
         .await?;
-    let heraldctl = herald_tests::gateway_binary().with_file_name("heraldctl");
-    let out = tokio::process::Command::new(heraldctl)
-        .args([
+    let url = c.redis.url();
+    let out = herald_tests::heraldctl(
+        &[],
+        &[
             "--redis",
-            &c.redis.url(),
+            &url,
             "consume",
             "--group",
             "ops",
             "--block-ms",
             "5000",
             "--ack",
-        ])
-        .output()
-        .await?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim())?;
+        ],
+    )
+    .await?;
+    let line: Value = serde_json::from_str(out.trim())?;
     assert_eq!(line["source"], "agent-3");
     assert_eq!(
         line["frame"],

@@ -403,16 +403,7 @@ impl Connection {
                 .and_then(herald_shared::envelope::parse_offset)
         });
         tracing::debug!(events = events.len(), gaps = gaps.len(), "history replayed");
-        let mut frames = Vec::with_capacity(events.len() + gaps.len() + 1);
-        for (topic, since) in &gaps {
-            frames.push(Outbound {
-                frame: self.profile.gap_frame(topic, since),
-                label: Label::Named(self.profile.gap_type().to_owned()),
-            });
-        }
-        for e in &events {
-            frames.push(self.event_out(e, cursor));
-        }
+        let mut frames = self.replay_frames(&gaps, &events, cursor);
         if events.is_empty()
             && announce
             && let Some(position) = cursor.announcement(topics.first())
@@ -470,23 +461,42 @@ impl Connection {
         if let Some(up_to) = r.up_to {
             cursor.replayed_up_to(topic, up_to);
         }
-        let mut frames = Vec::with_capacity(r.events.len() + 1);
-        if r.gap {
-            frames.push(Outbound {
-                frame: self.profile.gap_frame(topic, &offset_text(since)),
-                label: Label::Named(self.profile.gap_type().to_owned()),
-            });
-        }
-        for e in &r.events {
-            let held = |t: &Topic| cursor.position.as_ref().is_some_and(|p| p.holds(t));
-            if !replay::served_elsewhere(e, held) {
-                frames.push(self.event_out(e, cursor));
-            }
-        }
+        let gaps = match r.gap {
+            true => vec![(topic.clone(), offset_text(since))],
+            false => Vec::new(),
+        };
+        let held = |t: &Topic| cursor.position.as_ref().is_some_and(|p| p.holds(t));
+        let events: Vec<Arc<SharedEvent>> = r
+            .events
+            .into_iter()
+            .filter(|e| !replay::served_elsewhere(e, held))
+            .collect();
+        let frames = self.replay_frames(&gaps, &events, cursor);
         if frames.is_empty() {
             return Ok(());
         }
         self.write(transport, frames).await
+    }
+
+    /// A gap frame per topic whose history moved past the client, then the
+    /// replayed events, each showing the client's position after it.
+    fn replay_frames(
+        &self,
+        gaps: &[(Topic, String)],
+        events: &[Arc<SharedEvent>],
+        cursor: &mut Cursor,
+    ) -> Vec<Outbound> {
+        let mut frames = Vec::with_capacity(events.len() + gaps.len() + 1);
+        for (topic, since) in gaps {
+            frames.push(Outbound {
+                frame: self.profile.gap_frame(topic, since),
+                label: Label::Named(self.profile.gap_type().to_owned()),
+            });
+        }
+        for e in events {
+            frames.push(self.event_out(e, cursor));
+        }
+        frames
     }
 
     /// Write one event and whatever else is queued, up to [`BATCH`], in one flush.
