@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Herald's test command: builds the workspace and runs every test, unit and
-# black-box. Installs redis-server (Debian package) and the OpenAPI tools
+# black-box. Installs redis-server and openssl (Debian packages) and the OpenAPI tools
 # (PyPI) when they are missing; the suites start their own redis-server
 # processes on free ports.
 #
@@ -12,12 +12,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
-  echo "redis-server not found: installing redis-server and redis-tools"
+# redis-server (with TLS, Sentinel and Cluster modes), redis-cli, and
+# openssl, which makes the TLS suite's certificates.
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1 \
+  || ! command -v openssl >/dev/null 2>&1; then
+  echo "redis-server, redis-cli or openssl not found: installing them"
   sudo=""
   if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server redis-tools
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server redis-tools openssl
 fi
 
 # The server API's OpenAPI checks use PyPI tools, kept in a virtualenv under
