@@ -66,7 +66,10 @@ pub enum PublishError {
 /// failed or timed out, or the server is between roles (failover, loading).
 fn transient(e: &fred::error::Error) -> bool {
     use fred::error::ErrorKind;
-    const SERVER_STATES: [&str; 6] = [
+    // Server replies between roles, and fred's own "Failed to route
+    // command" while it looks for the new primary behind Sentinel.
+    const SERVER_STATES: [&str; 7] = [
+        "Failed to route command",
         "LOADING",
         "READONLY",
         "CLUSTERDOWN",
