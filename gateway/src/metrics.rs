@@ -27,6 +27,7 @@ const BROKER_LAGGED: &str = "herald_broker_lagged_messages_total";
 const BROKER_RECONNECTS: &str = "herald_broker_reconnects_total";
 const BROKER_CONNECTED: &str = "herald_broker_connected";
 const BROKER_REPAIRED: &str = "herald_broker_repaired_messages_total";
+const BROKER_RESUBSCRIBED: &str = "herald_broker_resubscribed_topics_total";
 const TOPICS: &str = "herald_topics_subscribed";
 const AUTH_FAILURES: &str = "herald_auth_failures_total";
 const BUILD_INFO: &str = "herald_build_info";
@@ -72,7 +73,11 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
     describe_counter!(BROKER_RECONNECTS, "Broker reconnections.");
     describe_counter!(
         BROKER_REPAIRED,
-        "Messages recovered from history after a broker reconnect."
+        "Messages recovered from history after a broker reconnect or a slot move."
+    );
+    describe_counter!(
+        BROKER_RESUBSCRIBED,
+        "Topics subscribed again and repaired from history, by cause (reconnect, topology)."
     );
     describe_gauge!(
         BROKER_CONNECTED,
@@ -182,6 +187,13 @@ pub fn broker_lagged(n: u64) {
 
 pub fn broker_repaired(n: u64) {
     counter!(BROKER_REPAIRED).increment(n);
+}
+
+/// Topics subscribed again and repaired from history, by cause:
+/// `reconnect` (the connection was lost) or `topology` (a slot moved to
+/// another shard, by migration or failover, without a reconnect).
+pub fn broker_resubscribed(cause: &'static str, topics: usize) {
+    counter!(BROKER_RESUBSCRIBED, "cause" => cause).increment(topics as u64);
 }
 
 pub fn broker_reconnect() {

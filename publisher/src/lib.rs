@@ -66,10 +66,12 @@ pub enum PublishError {
 /// failed or timed out, or the server is between roles (failover, loading).
 fn transient(e: &fred::error::Error) -> bool {
     use fred::error::ErrorKind;
-    // Server replies between roles, and fred's own "Failed to route
-    // command" while it looks for the new primary behind Sentinel.
-    const SERVER_STATES: [&str; 7] = [
+    // Server replies between roles; fred's own "Failed to route command"
+    // while it looks for the new primary behind Sentinel, and "Too many
+    // failed write attempts" when the connection dropped under a command.
+    const SERVER_STATES: [&str; 8] = [
         "Failed to route command",
+        "Too many failed write attempts",
         "LOADING",
         "READONLY",
         "CLUSTERDOWN",

@@ -60,6 +60,10 @@ impl RedisServer {
                 "nodes.conf",
                 "--cluster-node-timeout",
                 "2000",
+                // A replica that never finished its first sync refuses to
+                // stand for election; without this the sync waits 5 s.
+                "--repl-diskless-sync-delay",
+                "0",
             ],
         )
         .await

@@ -56,6 +56,18 @@ impl RedisCluster {
             })
             .await?;
         }
+        // A replica takes over only once it has synced with its primary.
+        for node in &cluster.nodes {
+            wait_until("every replica's link to its primary is up", || async {
+                match node.command(&["INFO", "replication"]).await {
+                    Ok(Reply::Bulk(info)) => {
+                        info.contains("role:master") || info.contains("master_link_status:up")
+                    }
+                    _ => false,
+                }
+            })
+            .await?;
+        }
         Ok(cluster)
     }
 
@@ -102,8 +114,68 @@ impl RedisCluster {
         bail!("no live node owns the slot of {key}")
     }
 
+    /// Move the slot of `key`, with its keys, from the primary serving it to
+    /// the primary `to` (an index in `nodes`), the way `redis-cli --cluster
+    /// reshard` moves one slot: IMPORTING/MIGRATING, MIGRATE every key, then
+    /// SETSLOT NODE on every primary.
+    pub async fn migrate_slot(&self, key: &str, to: usize) -> Result<()> {
+        let from = self.owner_of(key).await?;
+        let dest = self.nodes.get(to).context("no such node")?;
+        let Reply::Integer(slot) = from.command(&["CLUSTER", "KEYSLOT", key]).await? else {
+            bail!("CLUSTER KEYSLOT {key}: not an integer");
+        };
+        let slot = slot.to_string();
+        let (from_id, dest_id) = (node_id(from).await?, node_id(dest).await?);
+        dest.command(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id])
+            .await?;
+        from.command(&["CLUSTER", "SETSLOT", &slot, "MIGRATING", &dest_id])
+            .await?;
+        let port = dest.port().to_string();
+        loop {
+            let Reply::Array(keys) = from
+                .command(&["CLUSTER", "GETKEYSINSLOT", &slot, "100"])
+                .await?
+            else {
+                bail!("CLUSTER GETKEYSINSLOT: not an array");
+            };
+            let keys: Vec<String> = keys
+                .into_iter()
+                .filter_map(|k| match k {
+                    Reply::Bulk(k) => Some(k),
+                    _ => None,
+                })
+                .collect();
+            if keys.is_empty() {
+                break;
+            }
+            let mut args = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
+            args.extend(keys.iter().map(String::as_str));
+            from.command(&args).await?;
+        }
+        dest.command(&["CLUSTER", "SETSLOT", &slot, "NODE", &dest_id])
+            .await?;
+        from.command(&["CLUSTER", "SETSLOT", &slot, "NODE", &dest_id])
+            .await?;
+        for node in &self.nodes {
+            if node.port() != from.port() && node.port() != dest.port() {
+                // Replicas refuse SETSLOT; gossip tells them.
+                let _ = node
+                    .command(&["CLUSTER", "SETSLOT", &slot, "NODE", &dest_id])
+                    .await;
+            }
+        }
+        Ok(())
+    }
+
     /// Index in `nodes` of a node.
     pub fn index_of(&self, node: &RedisServer) -> Option<usize> {
         self.nodes.iter().position(|n| n.port() == node.port())
+    }
+}
+
+async fn node_id(node: &RedisServer) -> Result<String> {
+    match node.command(&["CLUSTER", "MYID"]).await? {
+        Reply::Bulk(id) => Ok(id),
+        other => bail!("CLUSTER MYID: {other:?}"),
     }
 }

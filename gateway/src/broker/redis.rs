@@ -26,7 +26,7 @@ use fred::interfaces::{
 };
 use fred::prelude::{Builder, Client, Config as FredConfig, ReconnectPolicy, TcpConfig};
 use fred::types::RespVersion;
-use fred::types::config::{ClusterDiscoveryPolicy, Options, ServerConfig};
+use fred::types::config::{ClusterDiscoveryPolicy, Options, Server, ServerConfig};
 use fred::types::config::{ConnectionConfig, PerformanceConfig};
 use fred::util::redis_keyslot;
 use futures_util::future::{BoxFuture, FutureExt};
@@ -51,6 +51,9 @@ const DEFAULT_BROADCAST_CAPACITY: usize = 32;
 /// Channels per SUBSCRIBE command when resubscribing.
 const RESUBSCRIBE_CHUNK: usize = 512;
 const HEALTH_INTERVAL: Duration = Duration::from_millis(500);
+/// Redis Cluster: how often the slot table is read to find topics whose
+/// slot moved to another shard (see [`RedisBroker::reconcile`]).
+const RECONCILE_INTERVAL: Duration = Duration::from_secs(1);
 const PING_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub struct RedisBroker {
@@ -76,6 +79,11 @@ pub struct RedisBroker {
     /// SPUBLISH, so an event never crosses the cluster bus and shards add
     /// fan-out capacity.
     sharded: bool,
+    /// Redis Cluster: the shard each held slot was last subscribed on, to
+    /// notice a slot that moved without a reconnect.
+    owners: Mutex<HashMap<u16, Server>>,
+    /// When a reconcile last read the slot table (Unix ms).
+    in_place_at: AtomicI64,
     stop: CancellationToken,
 }
 
@@ -147,6 +155,8 @@ impl RedisBroker {
             sink: OnceLock::new(),
             history,
             sharded,
+            owners: Mutex::new(HashMap::new()),
+            in_place_at: AtomicI64::new(now_ms()),
             stop: CancellationToken::new(),
         });
         // Subscribe to the event channels before connecting so the first
@@ -229,16 +239,16 @@ impl RedisBroker {
 
     /// After a reconnect: deliver, in order, what each topic's history holds
     /// after the last offset delivered, then what arrived live meanwhile.
-    async fn repair(&self, topics: &[String]) {
+    /// A topic that has delivered nothing yet is repaired from
+    /// `unknown_from` (Unix ms): shortly before delivery could have stopped.
+    async fn repair(&self, topics: &[String], unknown_from: i64) {
         let Some(sink) = self.sink.get().and_then(Weak::upgrade) else {
             return;
         };
-        let down_since = self.down_since.load(Ordering::Acquire);
         for topic in topics {
             let after = match self.continuity().last.get(topic) {
                 Some((ms, seq)) => format!("{ms}-{seq}"),
-                // Offset unknown: from shortly before the outage began.
-                None => format!("{}-0", (down_since - 1000).max(0)),
+                None => format!("{}-0", unknown_from.max(0)),
             };
             let entries = self.history.history_after(topic, &after, REPAIR_MAX).await;
             let mut c = self.continuity();
@@ -280,6 +290,7 @@ impl RedisBroker {
         let mut need_resubscribe = false;
         let mut first = true;
         let mut tick = tokio::time::interval(HEALTH_INTERVAL);
+        let mut last_reconcile = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = self.stop.cancelled() => return,
@@ -319,7 +330,11 @@ impl RedisBroker {
                 match self.resubscribe().await {
                     Ok(()) => {
                         need_resubscribe = false;
-                        self.repair(&topics).await;
+                        let down_since = self.down_since.load(Ordering::Acquire);
+                        self.repair(&topics, down_since - 1000).await;
+                        if !topics.is_empty() {
+                            metrics::broker_resubscribed("reconnect", topics.len());
+                        }
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "resubscribe failed; will retry");
@@ -328,32 +343,27 @@ impl RedisBroker {
                     }
                 }
             }
+            let mut reconciled = true;
+            if self.sharded && last_reconcile.elapsed() >= RECONCILE_INTERVAL {
+                last_reconcile = tokio::time::Instant::now();
+                if let Err(e) = self.reconcile().await {
+                    tracing::warn!(error = %e, "cannot resubscribe topics whose slot moved; will retry");
+                    reconciled = false;
+                }
+            }
             let alive = matches!(
                 tokio::time::timeout(PING_TIMEOUT, self.subscriber.ping::<()>(None)).await,
                 Ok(Ok(()))
             );
-            self.set_ready(alive && !need_resubscribe);
+            self.set_ready(alive && reconciled && !need_resubscribe);
         }
     }
 
     async fn resubscribe(&self) -> Result<(), fred::error::Error> {
         let channels: Vec<String> = self.channels().iter().cloned().collect();
         if self.sharded {
-            // One SSUBSCRIBE per slot: channels of several slots in one
-            // command are refused (CROSSSLOT).
-            let mut by_slot: HashMap<u16, Vec<String>> = HashMap::new();
-            for ch in channels {
-                by_slot
-                    .entry(redis_keyslot(ch.as_bytes()))
-                    .or_default()
-                    .push(ch);
-            }
-            for (_, group) in by_slot {
-                let probe = group.first().cloned();
-                self.subscriber.ssubscribe(group).await?;
-                if let Some(ch) = probe {
-                    self.ping_shard_of(&ch).await?;
-                }
+            for (slot, group) in by_slot(channels) {
+                self.resubscribe_slot(slot, group).await?;
             }
             return Ok(());
         }
@@ -362,6 +372,100 @@ impl RedisBroker {
         }
         // Same reason as `confirm`: ready only once Redis has processed them.
         self.subscriber.ping::<()>(None).await
+    }
+
+    /// SSUBSCRIBE one slot's channels (one command: channels of several
+    /// slots are refused with CROSSSLOT) on the shard that owns the slot
+    /// now, confirmed by a PING there, and remember that shard.
+    async fn resubscribe_slot(
+        &self,
+        slot: u16,
+        group: Vec<String>,
+    ) -> Result<(), fred::error::Error> {
+        let Some(first) = group.first().cloned() else {
+            return Ok(());
+        };
+        self.subscriber.ssubscribe(group).await?;
+        self.ping_shard_of(&first).await?;
+        self.remember_owner(slot);
+        Ok(())
+    }
+
+    fn remember_owner(&self, slot: u16) {
+        let owner = self
+            .subscriber
+            .cached_cluster_state()
+            .and_then(|state| state.get_server(slot).cloned());
+        if let Some(owner) = owner {
+            self.owners.lock().insert(slot, owner);
+        }
+    }
+
+    /// Redis Cluster: a slot that moves to another shard (a migration, or a
+    /// failover fred followed without a reconnect) ends our subscriptions
+    /// on it silently: the old owner pushes `sunsubscribe`, which fred
+    /// drops, and fred never subscribes on the new owner. So the slot table
+    /// is read again, and every held slot whose owner is not the shard we
+    /// subscribed it on is subscribed on its new owner and its topics'
+    /// gap repaired from history, as after a reconnect.
+    async fn reconcile(&self) -> Result<(), fred::error::Error> {
+        match tokio::time::timeout(PING_TIMEOUT * 2, self.subscriber.sync_cluster()).await {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(fred::error::Error::new(
+                    fred::error::ErrorKind::Timeout,
+                    "reading the cluster's slot table timed out",
+                ));
+            }
+        }
+        let Some(state) = self.subscriber.cached_cluster_state() else {
+            return Ok(());
+        };
+        let channels: Vec<String> = self.channels().iter().cloned().collect();
+        // A slot without a recorded owner is still being subscribed.
+        let moved: Vec<(u16, Vec<String>)> = {
+            let owners = self.owners.lock();
+            by_slot(channels)
+                .into_iter()
+                .filter(|(slot, _)| {
+                    owners
+                        .get(slot)
+                        .is_some_and(|owner| state.get_server(*slot) != Some(owner))
+                })
+                .collect()
+        };
+        let checked_before = self.in_place_at.swap(now_ms(), Ordering::AcqRel);
+        if moved.is_empty() {
+            return Ok(());
+        }
+        let topics: Vec<String> = moved
+            .iter()
+            .flat_map(|(_, group)| group.iter())
+            .filter_map(|ch| self.keys.topic_of_channel(ch).map(str::to_owned))
+            .collect();
+        {
+            let mut c = self.continuity();
+            for t in &topics {
+                c.recovering.entry(t.clone()).or_default();
+            }
+        }
+        tracing::info!(
+            topics = topics.len(),
+            "slots moved to another shard; resubscribing"
+        );
+        let mut result = Ok(());
+        for (slot, group) in moved {
+            if let Err(e) = self.resubscribe_slot(slot, group).await {
+                // Its owner stays unrecorded, so the next round retries it.
+                result = Err(e);
+            }
+        }
+        // Repaired even when a group failed: live messages of these topics
+        // are held until then, and a repeat repair delivers nothing twice.
+        // Every slot was in place at the previous round.
+        self.repair(&topics, checked_before - 1000).await;
+        metrics::broker_resubscribed("topology", topics.len());
+        result
     }
 
     /// PING on the subscriber's connection to the shard that owns
@@ -505,6 +609,18 @@ impl Continuity {
     }
 }
 
+/// Channels grouped by hash slot.
+fn by_slot(channels: Vec<String>) -> HashMap<u16, Vec<String>> {
+    let mut groups: HashMap<u16, Vec<String>> = HashMap::new();
+    for ch in channels {
+        groups
+            .entry(redis_keyslot(ch.as_bytes()))
+            .or_default()
+            .push(ch);
+    }
+    groups
+}
+
 fn unavailable(e: fred::error::Error) -> BrokerError {
     BrokerError::Unavailable(e.to_string())
 }
@@ -524,7 +640,11 @@ impl Broker for RedisBroker {
                 false => self.subscriber.subscribe(channel.clone()).await,
             }
             .map_err(unavailable)?;
-            self.confirm(&channel).await
+            self.confirm(&channel).await?;
+            if self.sharded {
+                self.remember_owner(redis_keyslot(channel.as_bytes()));
+            }
+            Ok(())
         }
         .boxed()
     }
