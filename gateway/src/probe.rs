@@ -6,9 +6,12 @@
 //! event on its own topic, `res:herald:probe:{replica}`, through the broker's
 //! publish path (the history script, like backends' events) every
 //! `readiness.probe_interval_ms`, and waits for it on its own subscription
-//! for `readiness.probe_timeout_ms`. After `readiness.probe_misses` misses
-//! in a row `/readyz` fails; the first probe back makes it pass again.
-//! Cost: one publish per replica per interval, whatever the topics.
+//! for `readiness.probe_timeout_ms`. On Redis Cluster one such topic lives
+//! on each primary (`res:herald:probe:{replica}-{n}`), so one silent shard
+//! is seen too. After `readiness.probe_misses` rounds in a row with a probe
+//! missing `/readyz` fails; the first full round back makes it pass again.
+//! Cost: one publish per replica and Redis server per interval, whatever
+//! the topics.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -104,10 +107,10 @@ struct Run {
 
 impl Run {
     async fn run(self) {
-        let topic = &self.topic;
-        // One event in flight at a time; a late probe is read and skipped.
-        let (sub, mut rx) = Subscriber::new(16);
-        let mut joined = false;
+        let base = &self.topic;
+        // One round in flight at a time; a late probe is read and skipped.
+        let (sub, mut rx) = Subscriber::new(64);
+        let mut joined: Vec<Topic> = Vec::new();
         let mut missed = 0u32;
         let mut seq = 0u64;
         let mut next = Instant::now();
@@ -115,12 +118,24 @@ impl Run {
             sleep_until(next).await;
             let sent = Instant::now();
             next = sent + self.interval;
-            if !joined {
-                // Held by the broker from now on, resubscribed with the rest.
-                joined = self.hub.join_own(topic, &sub).await.is_ok();
+            // Held by the broker, resubscribed with the rest; the set
+            // changes only when the cluster's primaries do.
+            let wanted = self.broker.probe_topics(base);
+            for old in joined.iter().filter(|t| !wanted.contains(t)) {
+                self.hub.leave(old, &sub).await;
+            }
+            joined.retain(|t| wanted.contains(t));
+            let mut all_joined = !wanted.is_empty();
+            for topic in &wanted {
+                if !joined.contains(topic) {
+                    match self.hub.join_own(topic, &sub).await {
+                        Ok(()) => joined.push(topic.clone()),
+                        Err(_) => all_joined = false,
+                    }
+                }
             }
             seq += 1;
-            let back = joined && self.round_trip(topic, seq, &mut rx, sent).await;
+            let back = all_joined && self.round_trip(&wanted, seq, &mut rx, sent).await;
             if back {
                 metrics::probe_round_trip(sent.elapsed().as_secs_f64());
                 missed = 0;
@@ -135,10 +150,11 @@ impl Run {
         }
     }
 
-    /// Publish probe `seq` and wait for it until the timeout.
+    /// Publish probe round `seq`, one event per topic, and wait for every
+    /// one of them until the timeout.
     async fn round_trip(
         &self,
-        topic: &Topic,
+        topics: &[Topic],
         seq: u64,
         rx: &mut mpsc::Receiver<Arc<SharedEvent>>,
         sent: Instant,
@@ -147,19 +163,31 @@ impl Run {
         let Ok(data) = RawValue::from_string(format!("{{\"seq\":{seq}}}")) else {
             return false;
         };
-        let id = format!("probe-{}-{seq}", self.replica_id);
-        let envelope = Envelope::single(id.clone(), PROBE_EVENT, now_ms(), topic.clone(), data);
-        match timeout(self.timeout, self.broker.publish(&envelope, Some(&HISTORY))).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "probe not published");
-                return false;
+        let envelopes: Vec<Envelope> = topics
+            .iter()
+            .enumerate()
+            .map(|(i, topic)| {
+                let id = format!("probe-{}-{seq}-{i}", self.replica_id);
+                Envelope::single(id, PROBE_EVENT, now_ms(), topic.clone(), data.clone())
+            })
+            .collect();
+        let publishes = envelopes
+            .iter()
+            .map(|envelope| self.broker.publish(envelope, Some(&HISTORY)));
+        match timeout(self.timeout, futures_util::future::join_all(publishes)).await {
+            Ok(results) => {
+                if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
+                    tracing::debug!(error = %e, "probe not published");
+                    return false;
+                }
             }
             Err(_) => return false,
         }
+        let mut waiting: Vec<&str> = envelopes.iter().map(|e| e.id.as_str()).collect();
         let wait = async {
             while let Some(event) = rx.recv().await {
-                if event.envelope.id == id {
+                waiting.retain(|id| *id != event.envelope.id);
+                if waiting.is_empty() {
                     return true;
                 }
             }

@@ -260,3 +260,33 @@ async fn a_busy_topics_slot_migrates_and_every_event_arrives_once_in_order() -> 
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn any_one_shard_that_stops_delivering_makes_the_replica_not_ready() -> Result<()> {
+    let cluster = RedisCluster::start().await?;
+    let primaries: Vec<usize> = a_feed_per_shard(&cluster).await?.into_keys().collect();
+    let gw = Gateway::start(GatewayOptions {
+        redis_url: Some(cluster.url()),
+        config: Some(format!("{FEED}{FAST_PROBES}")),
+        ..Default::default()
+    })
+    .await?;
+    gw.wait_ready(true).await?;
+    // Each primary in turn holds writes (SPUBLISH inside the history
+    // script waits) while it still answers PING: only the probe on that
+    // shard can see it.
+    for i in primaries {
+        let node = &cluster.nodes[i];
+        node.command(&["CLIENT", "PAUSE", "3000", "WRITE"]).await?;
+        ensure!(
+            node.command(&["PING"]).await? == Reply::Status("PONG".to_owned()),
+            "node {i} answers PING while paused"
+        );
+        wait_until("readyz: delivery probes missing", || async {
+            matches!(gw.get("/readyz").await, Ok((503, body)) if body == "delivery probes missing")
+        })
+        .await?;
+        gw.wait_ready(true).await?;
+    }
+    Ok(())
+}

@@ -28,7 +28,7 @@ use std::sync::Weak;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use herald_shared::{Envelope, HistoryPolicy};
+use herald_shared::{Envelope, HistoryPolicy, Topic};
 
 /// Receives every message of a subscribed topic. Implemented by the hub.
 pub trait EventSink: Send + Sync {
@@ -60,6 +60,12 @@ pub trait Broker: Send + Sync + 'static {
     /// Topics some replica holds, with how many replicas hold each (what
     /// the broker sees cluster-wide; one replica for the memory broker).
     fn cluster_topics(&self) -> BoxFuture<'_, Result<Vec<(String, u64)>, BrokerError>>;
+    /// Topics that together cover every server this broker delivers from,
+    /// derived from `base`: the delivery probe sends one event on each. One
+    /// server: `base` itself; Redis Cluster: one topic per primary.
+    fn probe_topics(&self, base: &Topic) -> Vec<Topic> {
+        vec![base.clone()]
+    }
     /// Connected and subscribed to everything it should be.
     fn is_ready(&self) -> bool;
     /// Short name for logs and metrics (`memory`, `redis`).

@@ -31,7 +31,7 @@ use fred::types::config::{ConnectionConfig, PerformanceConfig};
 use fred::util::redis_keyslot;
 use futures_util::future::{BoxFuture, FutureExt};
 use herald_shared::envelope::{id_of, offset_of, parse_offset, with_offset};
-use herald_shared::{Envelope, HistoryPolicy, Keys, history, now_ms};
+use herald_shared::{Envelope, HistoryPolicy, Keys, Topic, history, now_ms};
 use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
@@ -559,6 +559,10 @@ impl Drop for RedisBroker {
     }
 }
 
+/// Names tried to find a probe topic on every primary (a few per primary
+/// are enough: slots are spread evenly by the hash).
+const PROBE_NAME_SEARCH: usize = 10_000;
+
 /// History entries repaired per topic at most after one reconnect.
 const REPAIR_MAX: usize = 10_000;
 
@@ -734,6 +738,37 @@ impl Broker for RedisBroker {
             .map_err(unavailable)
         }
         .boxed()
+    }
+
+    fn probe_topics(&self, base: &Topic) -> Vec<Topic> {
+        let state = match self.sharded {
+            true => self.subscriber.cached_cluster_state(),
+            false => None,
+        };
+        let Some(state) = state else {
+            return vec![base.clone()];
+        };
+        // `{base}-{n}` for the first n whose slot each primary owns: the
+        // same names round after round while the topology stays.
+        let primaries = state.unique_primary_nodes().len();
+        let mut covered: Vec<&Server> = Vec::new();
+        let mut topics = Vec::new();
+        for n in 0..PROBE_NAME_SEARCH {
+            let Ok(topic) = Topic::parse(&format!("{base}-{n}")) else {
+                break;
+            };
+            let slot = redis_keyslot(self.keys.channel(topic.as_str()).as_bytes());
+            if let Some(owner) = state.get_server(slot)
+                && !covered.contains(&owner)
+            {
+                covered.push(owner);
+                topics.push(topic);
+                if covered.len() == primaries {
+                    break;
+                }
+            }
+        }
+        topics
     }
 
     fn is_ready(&self) -> bool {
