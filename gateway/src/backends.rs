@@ -36,7 +36,7 @@ impl std::fmt::Debug for Backends {
 
 impl Backends {
     pub fn from_config(config: &Config) -> Result<Self, BrokerError> {
-        if config.redis.url.is_empty() {
+        if !config.redis.is_set() {
             tracing::info!("embedded in-memory broker (single replica)");
             // Always connected: there is nothing to lose.
             crate::metrics::broker_connected(true);
@@ -50,12 +50,13 @@ impl Backends {
             });
         }
         let keys = Keys::new(&config.redis.prefix);
-        let client = redis::builder(&config.redis.url)?
+        let target = config.redis.target();
+        let client = redis::builder(&target)?
             .build()
             .map_err(|e| BrokerError::Config(e.to_string()))?;
         client.connect();
         let store: Arc<dyn Store> = Arc::new(RedisStore::new(client.clone(), keys.clone()));
-        let broker = RedisBroker::start(&config.redis.url, keys.clone(), Arc::clone(&store))?;
+        let broker = RedisBroker::start(&target, keys.clone(), Arc::clone(&store))?;
         tracing::info!("redis broker");
         Ok(Self {
             broker,

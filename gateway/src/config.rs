@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use herald_shared::profile::{CredentialKind, RouteProfile};
+use herald_shared::redis_target::RedisTarget;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -22,6 +23,9 @@ pub mod env {
     pub const LISTEN: &str = "HERALD_LISTEN";
     pub const REDIS_URL: &str = "HERALD_REDIS_URL";
     pub const REDIS_PREFIX: &str = "HERALD_REDIS_PREFIX";
+    pub const REDIS_NODES: &str = "HERALD_REDIS_NODES";
+    pub const REDIS_USERNAME: &str = "HERALD_REDIS_USERNAME";
+    pub const REDIS_PASSWORD: &str = "HERALD_REDIS_PASSWORD";
     pub const JWT_SECRET: &str = "HERALD_JWT_SECRET";
     pub const ADMIN_KEY: &str = "HERALD_ADMIN_KEY";
     pub const LOG_FORMAT: &str = "HERALD_LOG_FORMAT";
@@ -130,20 +134,78 @@ fn default_listen() -> SocketAddr {
 // Every field defaults, from `Default` below: the one place defaults live.
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
-    /// Redis URL; empty means the embedded in-memory broker. `HERALD_REDIS_URL`.
-    /// `rediss…` schemes use TLS, trusting the system's CAs or the PEM
-    /// bundle in `SSL_CERT_FILE`.
+    /// Redis URL; empty (and no `nodes`) means the embedded in-memory
+    /// broker. `HERALD_REDIS_URL`. `rediss…` schemes use TLS, trusting the
+    /// system's CAs or the PEM bundle in `SSL_CERT_FILE`.
     pub url: String,
+    /// Instead of `url`: how Redis is laid out. Default `standalone`.
+    pub mode: Option<RedisMode>,
+    /// Instead of `url`: `HOST:PORT` of the server, of every sentinel, or of
+    /// cluster seed nodes. `HERALD_REDIS_NODES` (comma-separated).
+    pub nodes: Vec<String>,
+    /// Sentinel: the monitored primary's name.
+    pub service_name: String,
+    /// ACL user, for either form (overrides the URL's). `HERALD_REDIS_USERNAME`.
+    pub username: Option<String>,
+    /// Only from `HERALD_REDIS_PASSWORD` (overrides the URL's).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub password: Option<Secret>,
+    /// Instead of a `rediss…` URL: connect over TLS.
+    pub tls: bool,
+    /// Database number (standalone and Sentinel).
+    pub database: Option<u8>,
     /// Prefix of every key and channel. Default `herald`; `HERALD_REDIS_PREFIX`.
     pub prefix: String,
+}
+
+/// How the Redis deployment is laid out (`redis.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RedisMode {
+    Standalone,
+    Sentinel,
+    Cluster,
 }
 
 impl Default for RedisConfig {
     fn default() -> Self {
         Self {
             url: String::new(),
+            mode: None,
+            nodes: Vec::new(),
+            service_name: String::new(),
+            username: None,
+            password: None,
+            tls: false,
+            database: None,
             prefix: herald_shared::keys::DEFAULT_PREFIX.to_owned(),
         }
+    }
+}
+
+impl RedisConfig {
+    /// The deployment these settings name.
+    pub fn target(&self) -> RedisTarget {
+        RedisTarget {
+            url: self.url.clone(),
+            mode: self.mode.map(|m| match m {
+                RedisMode::Standalone => herald_shared::redis_target::RedisMode::Standalone,
+                RedisMode::Sentinel => herald_shared::redis_target::RedisMode::Sentinel,
+                RedisMode::Cluster => herald_shared::redis_target::RedisMode::Cluster,
+            }),
+            nodes: self.nodes.clone(),
+            service_name: self.service_name.clone(),
+            username: self.username.clone(),
+            password: self.password.as_ref().map(|p| p.expose().to_owned()),
+            tls: self.tls,
+            database: self.database,
+        }
+    }
+
+    /// Whether a Redis deployment is configured (else: the embedded broker).
+    pub fn is_set(&self) -> bool {
+        !self.url.is_empty() || !self.nodes.is_empty()
     }
 }
 
@@ -475,6 +537,15 @@ impl Config {
         if let Some(v) = env(env::REDIS_PREFIX) {
             self.redis.prefix = v;
         }
+        if let Some(v) = env(env::REDIS_NODES).filter(|v| !v.is_empty()) {
+            self.redis.nodes = v.split(',').map(|n| n.trim().to_owned()).collect();
+        }
+        if let Some(v) = env(env::REDIS_USERNAME).filter(|v| !v.is_empty()) {
+            self.redis.username = Some(v);
+        }
+        self.redis.password = env(env::REDIS_PASSWORD)
+            .filter(|s| !s.is_empty())
+            .map(Secret);
         if let Some(v) = env(env::DRAIN_MS) {
             self.shutdown.drain_ms = v.parse().map_err(|e| ConfigError::Env {
                 var: env::DRAIN_MS,
@@ -520,22 +591,8 @@ impl Config {
                 reason,
             })
         };
-        let url = &self.redis.url;
-        const SCHEMES: [&str; 6] = [
-            "redis://",
-            "rediss://",
-            "redis-cluster://",
-            "rediss-cluster://",
-            "redis-sentinel://",
-            "rediss-sentinel://",
-        ];
-        if !url.is_empty() && !SCHEMES.iter().any(|s| url.starts_with(s)) {
-            return invalid(
-                "redis.url",
-                "must start with redis://, redis-cluster:// or redis-sentinel:// \
-                 (rediss… for TLS)"
-                    .to_owned(),
-            );
+        if let Err(e) = self.redis.target().validate() {
+            return invalid(&format!("redis.{}", e.key), e.reason);
         }
         let prefix = &self.redis.prefix;
         if prefix.is_empty() || prefix.contains(['{', '}', ' ']) {
@@ -724,7 +781,7 @@ impl Config {
     /// In every other case (Redis configured, a reachable address, any
     /// secret or stored key set) nothing is generated.
     pub fn development_mode(&mut self) -> Option<DevelopmentSecrets> {
-        let unconfigured = self.redis.url.is_empty()
+        let unconfigured = !self.redis.is_set()
             && self.listen.ip().is_loopback()
             && self.api.listen.is_none_or(|a| a.ip().is_loopback())
             && self.auth.admin_key.is_none()

@@ -23,8 +23,7 @@ use std::time::Duration;
 use fred::interfaces::{
     ClientLike, ClusterInterface, KeysInterface, LuaInterface, PubsubInterface, SetsInterface,
 };
-use fred::prelude::{Builder, Client, Config, Expiration, ReconnectPolicy};
-use fred::types::config::{ClusterDiscoveryPolicy, ServerConfig};
+use fred::prelude::{Builder, Client, Expiration, ReconnectPolicy};
 use herald_shared::envelope::{CONTROL_RESYNC, CONTROL_REVOKE, check_event_type};
 use herald_shared::history;
 use herald_shared::{Envelope, Keys, hash_secret, now_ms};
@@ -36,6 +35,7 @@ mod http;
 mod upstream;
 
 pub use herald_shared::history::HistoryPolicy;
+pub use herald_shared::redis_target::{RedisMode, RedisTarget, TargetError};
 pub use herald_shared::topic::TopicKind;
 pub use herald_shared::{Principal, Topic, TopicError};
 #[cfg(feature = "http")]
@@ -60,6 +60,8 @@ pub enum PublishError {
     Json(#[from] serde_json::Error),
     #[error("the audience is empty")]
     EmptyAudience,
+    #[error("invalid Redis target: {0}")]
+    Target(#[from] TargetError),
 }
 
 /// Whether Redis may take the command if asked again: the connection
@@ -141,12 +143,28 @@ impl Publisher {
     /// # Ok(()) }
     /// ```
     pub async fn connect_with_prefix(redis_url: &str, prefix: &str) -> Result<Self, PublishError> {
-        let mut config = Config::from_url(redis_url)?;
-        // Rediscover a cluster through every node it last knew, not only the
-        // seeds in the URL, which may include the primary that just failed.
-        if let ServerConfig::Clustered { policy, .. } = &mut config.server {
-            *policy = ClusterDiscoveryPolicy::UseCache;
-        }
+        Self::connect_to(&RedisTarget::from_url(redis_url), prefix).await
+    }
+
+    /// Connect to a deployment given by URL or by explicit settings, with
+    /// the gateways' key prefix. Losing any one cluster seed or sentinel
+    /// never stops the publisher from reconnecting.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), herald_publisher::PublishError> {
+    /// use herald_publisher::{Publisher, RedisMode, RedisTarget};
+    /// let target = RedisTarget {
+    ///     mode: Some(RedisMode::Sentinel),
+    ///     nodes: vec!["sentinel-1:26379".into(), "sentinel-2:26379".into()],
+    ///     service_name: "mymaster".into(),
+    ///     password: std::env::var("REDIS_PASSWORD").ok(),
+    ///     ..RedisTarget::default()
+    /// };
+    /// let publisher = Publisher::connect_to(&target, "herald").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_to(target: &RedisTarget, prefix: &str) -> Result<Self, PublishError> {
+        let config = target.client_config()?;
         let mut builder = Builder::from_config(config);
         builder.set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
         builder.with_performance_config(|p| p.default_command_timeout = Duration::from_secs(5));

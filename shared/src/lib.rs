@@ -10,15 +10,19 @@
 //! - [`history`]: per-topic history policy and the publish-with-history script;
 //! - [`keys`]: every Redis channel and key name, with cluster hash tags;
 //! - [`principal`]: who is connected (claims, roles) and how secrets are hashed;
-//! - [`profile`]: route-profile configuration types, pure data.
+//! - [`profile`]: route-profile configuration types, pure data;
+//! - `redis_target` (feature `redis`): where Redis is, as a URL or explicit
+//!   settings, and the client configuration every process derives from it.
 //!
-//! This crate does no I/O and has no async runtime.
+//! This crate does no network I/O and has no async runtime.
 
 pub mod envelope;
 pub mod history;
 pub mod keys;
 pub mod principal;
 pub mod profile;
+#[cfg(feature = "redis")]
+pub mod redis_target;
 pub mod topic;
 
 pub use envelope::{ENVELOPE_VERSION, Envelope, EnvelopeError, now_ms};

@@ -36,6 +36,13 @@ impl RedisServer {
         Self::start_with(&["--appendonly", "yes", "--appendfsync", "always"]).await
     }
 
+    /// A server that requires `password` (`--requirepass`). The harness's
+    /// own commands do not authenticate: use it only through the gateway
+    /// and `heraldctl`.
+    pub async fn start_with_password(password: &str) -> Result<Self> {
+        Self::start_with(&["--appendonly", "no", "--requirepass", password]).await
+    }
+
     async fn start_with(extra: &[&str]) -> Result<Self> {
         Self::start_on(free_port, extra).await
     }

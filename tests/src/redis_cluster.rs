@@ -84,6 +84,14 @@ impl RedisCluster {
         )
     }
 
+    /// `HOST:PORT` of the three seed nodes [`Self::url`] names.
+    pub fn seeds(&self) -> Vec<String> {
+        self.nodes[..3]
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port()))
+            .collect()
+    }
+
     /// The node serving `key`'s slot as a primary now, asked of any live node.
     pub async fn owner_of(&self, key: &str) -> Result<&RedisServer> {
         for asked in &self.nodes {

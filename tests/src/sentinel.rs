@@ -75,6 +75,19 @@ impl Sentinels {
         )
     }
 
+    /// `HOST:PORT` of every sentinel (the explicit form of [`Self::url`]).
+    pub fn nodes(&self) -> Vec<String> {
+        self.ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect()
+    }
+
+    /// The name the sentinels monitor the primary under.
+    pub fn service_name(&self) -> &'static str {
+        SERVICE
+    }
+
     /// The port of the primary as the first sentinel sees it now.
     pub async fn primary_port(&self) -> Result<u16> {
         let mut conn = RedisConnection::connect(self.ports[0]).await?;

@@ -1,6 +1,7 @@
 //! One suite for every broker implementation: the in-memory broker and the
 //! Redis broker (on a real redis-server) must behave the same to the hub.
 
+use herald_shared::redis_target::RedisTarget;
 use std::sync::{Arc, Weak};
 
 use anyhow::{Context, Result};
@@ -138,10 +139,14 @@ async fn memory_broker_conforms() -> Result<()> {
 async fn redis_broker_conforms() -> Result<()> {
     let redis = RedisServer::start().await?;
     let keys = Keys::new("conformance");
-    let client = redis::builder(&redis.url())?.build()?;
+    let client = redis::builder(&RedisTarget::from_url(&redis.url()))?.build()?;
     client.init().await?;
     let store: Arc<dyn Store> = Arc::new(RedisStore::new(client, keys.clone()));
-    let broker = RedisBroker::start(&redis.url(), keys, Arc::clone(&store))?;
+    let broker = RedisBroker::start(
+        &RedisTarget::from_url(&redis.url()),
+        keys,
+        Arc::clone(&store),
+    )?;
     conformance(broker, store).await?;
     // The history holds the event without offset, under the topic's key.
     let entries = redis

@@ -257,6 +257,20 @@ async fn invalid_configuration_is_refused_naming_the_key() -> Result<()> {
         ("[limits]\noutbound_queue = 0\n", "limits.outbound_queue"),
         ("[limits]\noutbound_queu = 5\n", "outbound_queu"),
         ("[redis]\nurl = \"http://localhost\"\n", "redis.url"),
+        (
+            "[redis]\nmode = \"sentinel\"\nnodes = [\"127.0.0.1:26379\"]\n",
+            "redis.service_name",
+        ),
+        (
+            "[redis]\nnodes = [\"127.0.0.1:7000\", \"127.0.0.1:7001\"]\n",
+            "redis.nodes",
+        ),
+        (
+            "[redis]\nurl = \"redis://127.0.0.1:6379\"\nnodes = [\"127.0.0.1:7000\"]\n",
+            "redis.nodes",
+        ),
+        ("[redis]\nmode = \"cluster\"\n", "redis.nodes"),
+        ("[redis]\nmode = \"clustr\"\n", "clustr"),
         ("listen = \"nowhere\"\n", "listen"),
         (
             "[readiness]\nprobe_timeout_ms = 5000\n",
@@ -281,6 +295,8 @@ async fn invalid_configuration_is_refused_naming_the_key() -> Result<()> {
     );
     let (ok, stderr) = check("", &[("HERALD_LISTEN", "not-an-address")]).await?;
     assert!(!ok && stderr.contains("HERALD_LISTEN"), "{stderr}");
+    let (ok, stderr) = check("", &[("HERALD_REDIS_NODES", "127.0.0.1")]).await?;
+    assert!(!ok && stderr.contains("redis.nodes"), "{stderr}");
     // More channels than a resume position can name: refused, not resumed in part.
     let desk_too_wide =
         herald_tests::profiles::DESK.replace("max_per_connection = 8", "max_per_connection = 62");

@@ -3,6 +3,7 @@
 //! online event when a key gets its first member and one offline event when
 //! it loses its last.
 
+use herald_shared::redis_target::RedisTarget;
 use std::sync::{Arc, Weak};
 
 use anyhow::{Context, Result, bail};
@@ -141,10 +142,11 @@ async fn memory_presence_conforms() -> Result<()> {
 async fn redis_presence_conforms_and_sweeps_dead_members() -> Result<()> {
     let redis = RedisServer::start().await?;
     let keys = Keys::new("conformance");
-    let client = redis::builder(&redis.url())?.build()?;
+    let client = redis::builder(&RedisTarget::from_url(&redis.url()))?.build()?;
     client.init().await?;
     let history = Arc::new(RedisStore::new(client.clone(), keys.clone()));
-    let broker: Arc<dyn Broker> = RedisBroker::start(&redis.url(), keys.clone(), history)?;
+    let broker: Arc<dyn Broker> =
+        RedisBroker::start(&RedisTarget::from_url(&redis.url()), keys.clone(), history)?;
     let backend = RedisPresence::new(client.clone(), keys.clone());
     assert!(backend.leased());
     // A broker takes one sink for its life: one recorder for the whole test.

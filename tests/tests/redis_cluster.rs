@@ -10,8 +10,8 @@ use anyhow::{Result, ensure};
 use herald_publisher::{Publisher, Topic};
 use herald_tests::profiles::FEED;
 use herald_tests::{
-    FAST_PROBES, Gateway, GatewayOptions, RedisCluster, Reply, WsClient, jwt, readiness_dip,
-    unix_now, wait_until,
+    FAST_PROBES, Gateway, GatewayOptions, RedisCluster, Reply, WsClient, heraldctl, jwt,
+    readiness_dip, unix_now, wait_until,
 };
 use serde_json::json;
 
@@ -36,15 +36,24 @@ async fn a_feed_per_shard(cluster: &RedisCluster) -> Result<BTreeMap<usize, Stri
     Ok(feeds)
 }
 
+/// Two replicas: one names the cluster by URL, the other by explicit
+/// settings (`redis.mode` in the file, the seeds in `HERALD_REDIS_NODES`).
 async fn gateways(cluster: &RedisCluster) -> Result<Vec<Gateway>> {
     let mut out = Vec::new();
-    for _ in 0..2 {
-        let gw = Gateway::start(GatewayOptions {
-            redis_url: Some(cluster.url()),
-            config: Some(format!("{FEED}{FAST_PROBES}")),
-            ..Default::default()
-        })
-        .await?;
+    let by_url = GatewayOptions {
+        redis_url: Some(cluster.url()),
+        config: Some(format!("{FEED}{FAST_PROBES}")),
+        ..Default::default()
+    };
+    let explicit = GatewayOptions {
+        config: Some(format!(
+            "{FEED}{FAST_PROBES}\n[redis]\nmode = \"cluster\"\n"
+        )),
+        env: vec![("HERALD_REDIS_NODES".to_owned(), cluster.seeds().join(","))],
+        ..Default::default()
+    };
+    for options in [by_url, explicit] {
+        let gw = Gateway::start(options).await?;
         gw.wait_ready(true).await?;
         out.push(gw);
     }
@@ -86,7 +95,20 @@ async fn every_shard_delivers_through_sharded_subscriptions_only() -> Result<()>
         })
         .await?;
     }
-    for feed in feeds.values() {
+    // heraldctl with the explicit settings, the library by URL.
+    let seeds = cluster.seeds();
+    for (i, feed) in feeds.values().enumerate() {
+        if i == 0 {
+            let mut args = vec!["--redis-mode", "cluster"];
+            for seed in &seeds {
+                args.extend(["--redis-node", seed.as_str()]);
+            }
+            let to = format!("res:feed:{feed}");
+            let data = json!({"feed": feed}).to_string();
+            args.extend(["publish", "--to", &to, "--type", "item", "--data", &data]);
+            heraldctl(&[], &args).await?;
+            continue;
+        }
         publisher
             .publish(
                 &[Topic::resource("feed", feed)?],

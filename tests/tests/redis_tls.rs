@@ -1,7 +1,9 @@
 //! A Redis that requires TLS, as managed Redis services do: gateways and
 //! `heraldctl` reach it with a `rediss://` URL and trust its CA through
-//! `SSL_CERT_FILE`; a certificate nobody trusts keeps the replica not ready
-//! and says why in its log. A real `redis-server` with `--tls-port`.
+//! `SSL_CERT_FILE`, or with `tls = true` and its address; a certificate
+//! nobody trusts keeps the replica not ready and says why in its log. A real
+//! `redis-server` with `--tls-port`. Beside it, a Redis that requires a
+//! password, reached with the password from the environment.
 
 use anyhow::Result;
 use herald_tests::profiles::FEED;
@@ -46,6 +48,77 @@ async fn gateways_and_heraldctl_reach_a_redis_that_requires_tls() -> Result<()> 
     .await?;
     let frame = ws.next_json().await?;
     assert_eq!(frame["data"], json!({"n": 1}), "{frame}");
+
+    // The explicit form: `tls = true` with the node's address.
+    let explicit = Gateway::start(GatewayOptions {
+        config: Some(format!(
+            "{FEED}\n[redis]\nnodes = [\"127.0.0.1:{}\"]\ntls = true\n",
+            redis.tls_port
+        )),
+        env: vec![("SSL_CERT_FILE".into(), ca)],
+        ..Default::default()
+    })
+    .await?;
+    explicit.wait_ready(true).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_password_from_the_environment_opens_a_redis_that_requires_one() -> Result<()> {
+    let redis = RedisServer::start_with_password("s3cret-pass").await?;
+    let node = format!("127.0.0.1:{}", redis.port());
+    let gw = Gateway::start(GatewayOptions {
+        config: Some(FEED.to_owned()),
+        env: vec![
+            ("HERALD_REDIS_NODES".into(), node.clone()),
+            ("HERALD_REDIS_PASSWORD".into(), "s3cret-pass".into()),
+        ],
+        ..Default::default()
+    })
+    .await?;
+    gw.wait_ready(true).await?;
+    let token = jwt("reader", None, &[], unix_now() + 600);
+    let mut ws = WsClient::connect(&gw.ws_url(&format!("/feed/f1?token={token}"))).await?;
+    herald_tests::heraldctl(
+        &[("HERALD_REDIS_PASSWORD", "s3cret-pass")],
+        &[
+            "--redis-node",
+            &node,
+            "publish",
+            "--to",
+            "res:feed:f1",
+            "--type",
+            "item",
+            "--data",
+            r#"{"n":2}"#,
+        ],
+    )
+    .await?;
+    let frame = ws.next_json().await?;
+    assert_eq!(frame["data"], json!({"n": 2}), "{frame}");
+
+    // The wrong password: not ready, and the log says why; the password
+    // itself is never logged.
+    let wrong = Gateway::start(GatewayOptions {
+        config: Some(FEED.to_owned()),
+        env: vec![
+            ("HERALD_REDIS_NODES".into(), node),
+            ("HERALD_REDIS_PASSWORD".into(), "not-the-pass".into()),
+        ],
+        ..Default::default()
+    })
+    .await?;
+    wait_until("an authentication error in the log", || async {
+        let log = wrong.log_text();
+        log.contains("WRONGPASS") || log.contains("invalid username-password")
+    })
+    .await?;
+    assert!(
+        !wrong.log_text().contains("not-the-pass"),
+        "password logged"
+    );
+    let (status, _) = wrong.get("/readyz").await?;
+    assert_eq!(status, 503);
     Ok(())
 }
 

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
-use herald_publisher::{Publisher, Topic};
+use herald_publisher::{Publisher, RedisMode, RedisTarget, Topic};
 use herald_tests::profiles::FEED;
 use herald_tests::{
     FAST_PROBES, Gateway, GatewayOptions, Sentinels, WsClient, jwt, readiness_dip, unix_now,
@@ -22,18 +22,31 @@ const CRASH_AT: u64 = 40;
 async fn a_primary_killed_mid_stream_fails_over_and_every_event_arrives_once() -> Result<()> {
     let mut s = Sentinels::start().await?;
     let config = format!("{FEED}{FAST_PROBES}");
+    // One replica names the deployment by URL, the other by explicit
+    // settings; the publisher too.
+    let explicit = format!(
+        "{config}\n[redis]\nmode = \"sentinel\"\nnodes = {:?}\nservice_name = \"{}\"\n",
+        s.nodes(),
+        s.service_name()
+    );
     let mut gateways = Vec::new();
-    for _ in 0..2 {
+    for (url, config) in [(Some(s.url()), config), (None, explicit)] {
         let gw = Gateway::start(GatewayOptions {
-            redis_url: Some(s.url()),
-            config: Some(config.clone()),
+            redis_url: url,
+            config: Some(config),
             ..Default::default()
         })
         .await?;
         gw.wait_ready(true).await?;
         gateways.push(gw);
     }
-    let publisher = Publisher::connect(&s.url())
+    let target = RedisTarget {
+        mode: Some(RedisMode::Sentinel),
+        nodes: s.nodes(),
+        service_name: s.service_name().to_owned(),
+        ..RedisTarget::default()
+    };
+    let publisher = Publisher::connect_to(&target, "herald")
         .await?
         .with_retry_window(Duration::from_secs(30));
     let token = jwt("reader", None, &[], unix_now() + 600);

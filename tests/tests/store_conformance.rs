@@ -2,6 +2,7 @@
 //! config file) and on Redis (written by backends through `herald-publisher`,
 //! on a real redis-server) must answer the gateway's lookups alike.
 
+use herald_shared::redis_target::RedisTarget;
 use std::sync::Arc;
 
 use anyhow::Result;
@@ -112,7 +113,7 @@ async fn redis_store_conforms() -> Result<()> {
     principal.org = Some("acme".to_owned());
     principal.roles = vec!["agent".to_owned()];
     publisher.add_api_key(KEY, &principal).await?;
-    let client = redis::builder(&redis.url())?.build()?;
+    let client = redis::builder(&RedisTarget::from_url(&redis.url()))?.build()?;
     client.init().await?;
     conformance(Arc::new(RedisStore::new(client, Keys::new("conformance")))).await
 }

@@ -24,13 +24,14 @@ use fred::clients::SubscriberClient;
 use fred::interfaces::{
     ClientLike, ClusterInterface, EventInterface, LuaInterface, PubsubInterface,
 };
-use fred::prelude::{Builder, Client, Config as FredConfig, ReconnectPolicy, TcpConfig};
+use fred::prelude::{Builder, Client, ReconnectPolicy, TcpConfig};
 use fred::types::RespVersion;
-use fred::types::config::{ClusterDiscoveryPolicy, Options, Server, ServerConfig};
 use fred::types::config::{ConnectionConfig, PerformanceConfig};
+use fred::types::config::{Options, Server};
 use fred::util::redis_keyslot;
 use futures_util::future::{BoxFuture, FutureExt};
 use herald_shared::envelope::{id_of, offset_of, parse_offset, with_offset};
+use herald_shared::redis_target::RedisTarget;
 use herald_shared::{Envelope, HistoryPolicy, Keys, Topic, history, now_ms};
 use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::broadcast::error::RecvError;
@@ -96,18 +97,14 @@ impl std::fmt::Debug for RedisBroker {
 }
 
 /// Client settings shared by the gateway's Redis connections.
-pub fn builder(url: &str) -> Result<Builder, BrokerError> {
-    builder_with(url, DEFAULT_BROADCAST_CAPACITY)
+pub fn builder(target: &RedisTarget) -> Result<Builder, BrokerError> {
+    builder_with(target, DEFAULT_BROADCAST_CAPACITY)
 }
 
-fn builder_with(url: &str, broadcast_capacity: usize) -> Result<Builder, BrokerError> {
-    let mut config = FredConfig::from_url(url).map_err(|e| BrokerError::Config(e.to_string()))?;
-    // Rediscover a cluster through every node it last knew, not only the
-    // seeds in the URL: a dead seed (often the primary that just failed)
-    // must not keep a replica from finding the promoted one.
-    if let ServerConfig::Clustered { policy, .. } = &mut config.server {
-        *policy = ClusterDiscoveryPolicy::UseCache;
-    }
+fn builder_with(target: &RedisTarget, broadcast_capacity: usize) -> Result<Builder, BrokerError> {
+    let mut config = target
+        .client_config()
+        .map_err(|e| BrokerError::Config(format!("redis.{e}")))?;
     // Start even when Redis is down: the replica reports not-ready and keeps trying.
     config.fail_fast = false;
     // RESP3 marks pub/sub messages as pushes, so a PING reply on the
@@ -136,11 +133,15 @@ fn builder_with(url: &str, broadcast_capacity: usize) -> Result<Builder, BrokerE
 impl RedisBroker {
     /// Connect in the background and start the receiver and health loops.
     /// Gaps after a reconnect are repaired from `history` (the store seam).
-    pub fn start(url: &str, keys: Keys, history: Arc<dyn Store>) -> Result<Arc<Self>, BrokerError> {
-        let subscriber = builder_with(url, SUBSCRIBER_BROADCAST_CAPACITY)?
+    pub fn start(
+        target: &RedisTarget,
+        keys: Keys,
+        history: Arc<dyn Store>,
+    ) -> Result<Arc<Self>, BrokerError> {
+        let subscriber = builder_with(target, SUBSCRIBER_BROADCAST_CAPACITY)?
             .build_subscriber_client()
             .map_err(|e| BrokerError::Config(e.to_string()))?;
-        let commands = builder(url)?
+        let commands = builder(target)?
             .build()
             .map_err(|e| BrokerError::Config(e.to_string()))?;
         let sharded = subscriber.is_clustered();

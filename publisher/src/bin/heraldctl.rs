@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use herald_publisher::{HttpPublisher, Principal, Publisher, Topic};
+use herald_publisher::{HttpPublisher, Principal, Publisher, RedisMode, RedisTarget, Topic};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -13,13 +13,33 @@ use herald_publisher::{HttpPublisher, Principal, Publisher, Topic};
     about = "Publish to Herald gateways and manage what they serve"
 )]
 struct Cli {
-    /// Redis URL the gateways use.
-    #[arg(
-        long,
-        env = "HERALD_REDIS_URL",
-        default_value = "redis://127.0.0.1:6379"
-    )]
-    redis: String,
+    /// Redis URL the gateways use (default `redis://127.0.0.1:6379` unless
+    /// --redis-node is given).
+    #[arg(long, env = "HERALD_REDIS_URL")]
+    redis: Option<String>,
+    /// Instead of --redis: how Redis is laid out (`standalone`, `sentinel`,
+    /// `cluster`), as the gateways' `redis.mode`.
+    #[arg(long, env = "HERALD_REDIS_MODE", value_parser = parse_mode)]
+    redis_mode: Option<RedisMode>,
+    /// Instead of --redis: `HOST:PORT` of the server, of each sentinel or of
+    /// cluster seed nodes (repeat, or comma-separate in the variable).
+    #[arg(long, env = "HERALD_REDIS_NODES", value_delimiter = ',')]
+    redis_node: Vec<String>,
+    /// Sentinel: the monitored primary's name.
+    #[arg(long, env = "HERALD_REDIS_SERVICE_NAME")]
+    redis_service_name: Option<String>,
+    /// ACL user (overrides the URL's).
+    #[arg(long, env = "HERALD_REDIS_USERNAME")]
+    redis_username: Option<String>,
+    /// Password (overrides the URL's); best given in the variable.
+    #[arg(long, env = "HERALD_REDIS_PASSWORD", hide_env_values = true)]
+    redis_password: Option<String>,
+    /// Instead of a `rediss…` URL: connect over TLS.
+    #[arg(long)]
+    redis_tls: bool,
+    /// Database number (standalone and Sentinel).
+    #[arg(long)]
+    redis_database: Option<u8>,
     /// Key prefix the gateways use (`redis.prefix`).
     #[arg(long, env = "HERALD_REDIS_PREFIX", default_value = "herald")]
     prefix: String,
@@ -185,6 +205,30 @@ enum CredentialCmd {
     },
 }
 
+fn parse_mode(s: &str) -> Result<RedisMode, String> {
+    RedisMode::parse(s).ok_or_else(|| format!("`{s}` is not standalone, sentinel or cluster"))
+}
+
+/// The deployment named on the command line: --redis, or the explicit
+/// --redis-node settings, or the local default.
+fn redis_target(cli: &Cli) -> RedisTarget {
+    let explicit = !cli.redis_node.is_empty();
+    RedisTarget {
+        url: match (&cli.redis, explicit) {
+            (Some(url), _) => url.clone(),
+            (None, true) => String::new(),
+            (None, false) => "redis://127.0.0.1:6379".to_owned(),
+        },
+        mode: cli.redis_mode,
+        nodes: cli.redis_node.clone(),
+        service_name: cli.redis_service_name.clone().unwrap_or_default(),
+        username: cli.redis_username.clone(),
+        password: cli.redis_password.clone(),
+        tls: cli.redis_tls,
+        database: cli.redis_database,
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -195,7 +239,20 @@ async fn main() -> anyhow::Result<()> {
             .context("--http needs --api-key (or HERALD_API_KEY)")?;
         return run(&HttpPublisher::new(url, key)?, cli.command).await;
     }
-    let publisher = Publisher::connect_with_prefix(&cli.redis, &cli.prefix)
+    let target = redis_target(&cli);
+    if let Err(e) = target.validate() {
+        let flag = match e.key {
+            "url" => "--redis",
+            "nodes" => "--redis-node",
+            "mode" => "--redis-mode",
+            "service_name" => "--redis-service-name",
+            "tls" => "--redis-tls",
+            "database" => "--redis-database",
+            other => other,
+        };
+        bail!("invalid Redis settings: {flag}: {}", e.reason);
+    }
+    let publisher = Publisher::connect_to(&target, &cli.prefix)
         .await
         .with_context(|| "cannot connect to Redis (check --redis / HERALD_REDIS_URL)")?
         .with_retry_window(Duration::from_millis(cli.retry_ms));
