@@ -420,6 +420,9 @@ pub struct ApiConfig {
     pub max_batch: usize,
     /// How long an idempotency key is remembered. Default one day.
     pub idempotency_ttl_ms: u64,
+    /// How long a publish keeps retrying through a Redis outage or failover
+    /// before answering 503 (0: no retry). Default 10000.
+    pub publish_retry_ms: u64,
     /// Keys for backends, stored as SHA-256, each with its capabilities.
     pub keys: Vec<ApiKeyConfig>,
     /// `HERALD_API_KEY`: the operator key, every capability. Environment only.
@@ -436,6 +439,7 @@ impl Default for ApiConfig {
             max_body_bytes: 1024 * 1024,
             max_batch: 1000,
             idempotency_ttl_ms: 86_400_000,
+            publish_retry_ms: 10_000,
             keys: Vec::new(),
             operator_key: None,
         }

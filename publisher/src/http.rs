@@ -68,8 +68,11 @@ impl HttpPublisher {
     /// # Ok::<(), herald_publisher::HttpError>(())
     /// ```
     pub fn new(base: &str, key: &str) -> Result<Self, HttpError> {
+        // Longer than a gateway may take to answer a publish through a
+        // Redis failover (`api.publish_retry_ms`, 10 s by default, plus a
+        // command timeout).
         let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(30))
             .build()?;
         Ok(Self {
             client,

@@ -35,6 +35,7 @@ mod http;
 mod upstream;
 
 pub use herald_shared::history::HistoryPolicy;
+use herald_shared::redis_retry::{MAX_RETRY_PAUSE, retry_within};
 pub use herald_shared::redis_target::{RedisMode, RedisTarget, TargetError};
 pub use herald_shared::topic::TopicKind;
 pub use herald_shared::{Principal, Topic, TopicError};
@@ -64,44 +65,12 @@ pub enum PublishError {
     Target(#[from] TargetError),
 }
 
-/// Whether Redis may take the command if asked again: the connection
-/// failed or timed out, or the server is between roles (failover, loading).
-fn transient(e: &fred::error::Error) -> bool {
-    use fred::error::ErrorKind;
-    // Server replies between roles; fred's own "Failed to route command"
-    // while it looks for the new primary behind Sentinel, and "Too many
-    // failed write attempts" when the connection dropped under a command.
-    const SERVER_STATES: [&str; 8] = [
-        "Failed to route command",
-        "Too many failed write attempts",
-        "LOADING",
-        "READONLY",
-        "CLUSTERDOWN",
-        "MASTERDOWN",
-        "TRYAGAIN",
-        "NOREPLICAS",
-    ];
-    match e.kind() {
-        ErrorKind::IO
-        | ErrorKind::Timeout
-        | ErrorKind::Canceled
-        | ErrorKind::Cluster
-        | ErrorKind::Routing
-        | ErrorKind::Backpressure
-        | ErrorKind::Sentinel => true,
-        _ => SERVER_STATES.iter().any(|s| e.details().contains(s)),
-    }
-}
-
 /// The unique id of a published event (a time-ordered UUID).
 pub type EventId = String;
 
 /// How long a publish keeps trying through a Redis outage or failover
 /// unless [`Publisher::with_retry_window`] says otherwise.
-pub const DEFAULT_RETRY_WINDOW: Duration = Duration::from_secs(10);
-/// First pause between attempts; it doubles up to [`MAX_RETRY_BACKOFF`].
-const FIRST_RETRY_BACKOFF: Duration = Duration::from_millis(50);
-const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(1);
+pub const DEFAULT_RETRY_WINDOW: Duration = herald_shared::redis_retry::DEFAULT_RETRY_WINDOW;
 
 /// A connection to the Redis that Herald gateways listen to.
 #[derive(Clone)]
@@ -270,8 +239,10 @@ impl Publisher {
         let control = event_type.starts_with(herald_shared::envelope::CONTROL_PREFIX);
         let calls = envelopes.into_iter().map(|env| async move {
             let history = self.history_for(&env.topic).filter(|_| !control);
-            self.retrying(|attempt| self.publish_one(&env, history, attempt))
-                .await
+            retry_within(self.retry_window, |attempt| {
+                self.publish_one(&env, history, attempt)
+            })
+            .await
         });
         futures_util::future::try_join_all(calls).await?;
         Ok(id)
@@ -283,6 +254,11 @@ impl Publisher {
         history: Option<HistoryPolicy>,
         attempt: history::Attempt,
     ) -> Result<(), fred::error::Error> {
+        if attempt == history::Attempt::Retry && self.sharded {
+            // A dead primary's slots move to its replica: ask the cluster
+            // where they are now.
+            let _ = tokio::time::timeout(MAX_RETRY_PAUSE, self.client.sync_cluster()).await;
+        }
         match history {
             Some(h) => {
                 let (keys, args) = history::publish_call(&self.keys, env, &h, attempt);
@@ -307,39 +283,6 @@ impl Publisher {
                     }
                 }
                 .map(drop)
-            }
-        }
-    }
-
-    /// Run `op` until it succeeds, fails for good, or the retry window is
-    /// spent, pausing between attempts.
-    async fn retrying<F, Fut>(&self, mut op: F) -> Result<(), fred::error::Error>
-    where
-        F: FnMut(history::Attempt) -> Fut,
-        Fut: std::future::Future<Output = Result<(), fred::error::Error>>,
-    {
-        let deadline = tokio::time::Instant::now() + self.retry_window;
-        let mut pause = FIRST_RETRY_BACKOFF;
-        let mut attempt = history::Attempt::First;
-        loop {
-            match op(attempt).await {
-                Ok(()) => return Ok(()),
-                Err(e) if transient(&e) && tokio::time::Instant::now() < deadline => {
-                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                    tokio::time::sleep(pause.min(left)).await;
-                    if self.sharded {
-                        // A dead primary's slots move to its replica: ask
-                        // the cluster where they are now.
-                        let _ = tokio::time::timeout(
-                            pause.max(MAX_RETRY_BACKOFF),
-                            self.client.sync_cluster(),
-                        )
-                        .await;
-                    }
-                    pause = (pause * 2).min(MAX_RETRY_BACKOFF);
-                    attempt = history::Attempt::Retry;
-                }
-                Err(e) => return Err(e),
             }
         }
     }

@@ -12,15 +12,20 @@
 //! - [`principal`]: who is connected (claims, roles) and how secrets are hashed;
 //! - [`profile`]: route-profile configuration types, pure data;
 //! - `redis_target` (feature `redis`): where Redis is, as a URL or explicit
-//!   settings, and the client configuration every process derives from it.
+//!   settings, and the client configuration every process derives from it;
+//!   `redis_retry` (feature `redis`): which Redis failures are worth another
+//!   attempt, and the bounded retry loop of every publishing path.
 //!
-//! This crate does no network I/O and has no async runtime.
+//! This crate does no network I/O and, without feature `redis`, has no
+//! async runtime.
 
 pub mod envelope;
 pub mod history;
 pub mod keys;
 pub mod principal;
 pub mod profile;
+#[cfg(feature = "redis")]
+pub mod redis_retry;
 #[cfg(feature = "redis")]
 pub mod redis_target;
 pub mod topic;

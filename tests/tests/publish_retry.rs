@@ -151,3 +151,61 @@ async fn every_publish_through_a_redis_crash_succeeds_and_arrives_once_in_order(
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn an_http_publish_that_redis_holds_past_its_timeout_is_retried_and_stored_once() -> Result<()>
+{
+    let redis = RedisServer::start().await?;
+    let gw = herald_tests::Gateway::start(herald_tests::GatewayOptions {
+        redis_url: Some(redis.url()),
+        config: Some(FEED.to_owned()),
+        env: vec![("HERALD_API_KEY".into(), "operator-key".into())],
+        ..Default::default()
+    })
+    .await?;
+    gw.wait_ready(true).await?;
+    let token = jwt("reader", None, &[], unix_now() + 600);
+    let mut ws = WsClient::connect(&gw.ws_url(&format!("/feed/f1?token={token}"))).await?;
+    let channel = "herald:{res:feed:f1}:ch";
+    herald_tests::wait_until(channel, || async {
+        redis.numsub(channel).await.ok() == Some(1)
+    })
+    .await?;
+    // Writes wait longer than the gateway's 5 s command timeout: the first
+    // attempt times out (yet runs when the pause ends), the retry runs too,
+    // and the history script stores the event once.
+    redis.command(&["CLIENT", "PAUSE", "6000", "WRITE"]).await?;
+    let api = format!("http://{}/herald/v1", gw.addr);
+    let args = [
+        "--http",
+        &api,
+        "publish",
+        "--to",
+        "res:feed:f1",
+        "--type",
+        "item",
+        "--data",
+        r#"{"n":1}"#,
+    ];
+    herald_tests::heraldctl(&[("HERALD_API_KEY", "operator-key")], &args).await?;
+    assert_eq!(ws.next_json().await?["data"], json!({"n": 1}));
+    assert_eq!(history_len(&redis).await?, 1, "stored once");
+    // The next frame is the next event: the retry delivered nothing.
+    herald_tests::heraldctl(
+        &[("HERALD_API_KEY", "operator-key")],
+        &[
+            "--http",
+            &api,
+            "publish",
+            "--to",
+            "res:feed:f1",
+            "--type",
+            "item",
+            "--data",
+            r#"{"n":2}"#,
+        ],
+    )
+    .await?;
+    assert_eq!(ws.next_json().await?["data"], json!({"n": 2}));
+    Ok(())
+}

@@ -38,8 +38,9 @@ pub(super) async fn send(
         topic,
         data,
     );
+    let retry = std::time::Duration::from_millis(app.config.api.publish_retry_ms);
     app.broker
-        .publish(&env, None)
+        .publish_within(&env, None, retry)
         .await
         .map_err(|e| Problem::unavailable(e.to_string()))
 }

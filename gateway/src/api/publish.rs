@@ -3,6 +3,7 @@
 //! and per-topic order are the same), with optional idempotency keys.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -130,11 +131,12 @@ async fn publish_checked(app: &AppState, ev: Checked) -> Result<Published, Probl
         });
     }
     let policy = HistoryPolicy::default();
+    let retry = Duration::from_millis(app.config.api.publish_retry_ms);
     let envelopes = Envelope::for_audience(&id, &ev.event_type, now_ms(), &ev.audience, &ev.data);
     let sent = futures_util::future::try_join_all(
         envelopes
             .iter()
-            .map(|env| app.broker.publish(env, Some(&policy))),
+            .map(|env| app.broker.publish_within(env, Some(&policy), retry)),
     )
     .await;
     if let Err(e) = sent {

@@ -25,6 +25,7 @@ pub mod memory;
 pub mod redis;
 
 use std::sync::Weak;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -57,6 +58,17 @@ pub trait Broker: Send + Sync + 'static {
         envelope: &'a Envelope,
         history: Option<&'a HistoryPolicy>,
     ) -> BoxFuture<'a, Result<(), BrokerError>>;
+    /// [`Broker::publish`], retried through an outage or failover for at
+    /// most `window`; a retry cannot store or deliver the event twice.
+    fn publish_within<'a>(
+        &'a self,
+        envelope: &'a Envelope,
+        history: Option<&'a HistoryPolicy>,
+        window: Duration,
+    ) -> BoxFuture<'a, Result<(), BrokerError>> {
+        let _ = window;
+        self.publish(envelope, history)
+    }
     /// Topics some replica holds, with how many replicas hold each (what
     /// the broker sees cluster-wide; one replica for the memory broker).
     fn cluster_topics(&self) -> BoxFuture<'_, Result<Vec<(String, u64)>, BrokerError>>;

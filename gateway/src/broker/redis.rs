@@ -31,6 +31,7 @@ use fred::types::config::{Options, Server};
 use fred::util::redis_keyslot;
 use futures_util::future::{BoxFuture, FutureExt};
 use herald_shared::envelope::{id_of, offset_of, parse_offset, with_offset};
+use herald_shared::redis_retry::{MAX_RETRY_PAUSE, retry_within};
 use herald_shared::redis_target::RedisTarget;
 use herald_shared::{Envelope, HistoryPolicy, Keys, Topic, history, now_ms};
 use parking_lot::{Mutex, MutexGuard};
@@ -119,6 +120,10 @@ fn builder_with(target: &RedisTarget, broadcast_capacity: usize) -> Result<Build
         ..Default::default()
     });
     b.set_connection_config(ConnectionConfig {
+        // fred would resend a command in flight when a connection drops, as
+        // a first attempt: the history script could then store an event
+        // twice. Publish retries are ours, marked as retries.
+        max_command_attempts: 1,
         connection_timeout: Duration::from_secs(2),
         internal_command_timeout: Duration::from_secs(2),
         tcp: TcpConfig {
@@ -614,6 +619,48 @@ impl Continuity {
     }
 }
 
+impl RedisBroker {
+    /// One PUBLISH, or one run of the history script marked as a first
+    /// attempt or a retry.
+    async fn publish_attempt(
+        &self,
+        envelope: &Envelope,
+        history: Option<&HistoryPolicy>,
+        attempt: history::Attempt,
+    ) -> Result<(), fred::error::Error> {
+        if attempt == history::Attempt::Retry && self.sharded {
+            // A dead primary's slots move to its replica: ask the cluster
+            // where they are now.
+            let _ = tokio::time::timeout(MAX_RETRY_PAUSE, self.commands.sync_cluster()).await;
+        }
+        match history {
+            Some(policy) => {
+                let (keys, args) = history::publish_call(&self.keys, envelope, policy, attempt);
+                self.commands
+                    .eval::<String, _, _, _>(history::publish_script(self.sharded), keys, args)
+                    .await
+                    .map(drop)
+            }
+            None => {
+                let channel = self.keys.channel(envelope.topic.as_str());
+                match self.sharded {
+                    true => {
+                        self.commands
+                            .spublish::<i64, _, _>(channel, envelope.encode())
+                            .await
+                    }
+                    false => {
+                        self.commands
+                            .publish::<i64, _, _>(channel, envelope.encode())
+                            .await
+                    }
+                }
+                .map(drop)
+            }
+        }
+    }
+}
+
 /// Channels grouped by hash slot.
 fn by_slot(channels: Vec<String>) -> HashMap<u16, Vec<String>> {
     let mut groups: HashMap<u16, Vec<String>> = HashMap::new();
@@ -705,39 +752,21 @@ impl Broker for RedisBroker {
         envelope: &'a Envelope,
         history: Option<&'a HistoryPolicy>,
     ) -> BoxFuture<'a, Result<(), BrokerError>> {
-        async move {
-            match history {
-                Some(policy) => {
-                    let (keys, args) = history::publish_call(
-                        &self.keys,
-                        envelope,
-                        policy,
-                        history::Attempt::First,
-                    );
-                    self.commands
-                        .eval::<String, _, _, _>(history::publish_script(self.sharded), keys, args)
-                        .await
-                        .map(drop)
-                }
-                None => {
-                    let channel = self.keys.channel(envelope.topic.as_str());
-                    match self.sharded {
-                        true => {
-                            self.commands
-                                .spublish::<i64, _, _>(channel, envelope.encode())
-                                .await
-                        }
-                        false => {
-                            self.commands
-                                .publish::<i64, _, _>(channel, envelope.encode())
-                                .await
-                        }
-                    }
-                    .map(drop)
-                }
-            }
-            .map_err(unavailable)
-        }
+        self.publish_attempt(envelope, history, history::Attempt::First)
+            .map(|r| r.map_err(unavailable))
+            .boxed()
+    }
+
+    fn publish_within<'a>(
+        &'a self,
+        envelope: &'a Envelope,
+        history: Option<&'a HistoryPolicy>,
+        window: Duration,
+    ) -> BoxFuture<'a, Result<(), BrokerError>> {
+        retry_within(window, move |attempt| {
+            self.publish_attempt(envelope, history, attempt)
+        })
+        .map(|r| r.map_err(unavailable))
         .boxed()
     }
 
