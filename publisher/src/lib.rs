@@ -35,6 +35,7 @@ mod http;
 mod upstream;
 
 pub use herald_shared::history::HistoryPolicy;
+use herald_shared::redis_link::RedisLink;
 use herald_shared::redis_retry::{MAX_RETRY_PAUSE, retry_within};
 pub use herald_shared::redis_target::{RedisMode, RedisTarget, TargetError};
 pub use herald_shared::topic::TopicKind;
@@ -75,7 +76,8 @@ pub const DEFAULT_RETRY_WINDOW: Duration = herald_shared::redis_retry::DEFAULT_R
 /// A connection to the Redis that Herald gateways listen to.
 #[derive(Clone)]
 pub struct Publisher {
-    client: Client,
+    /// The client, replaced when it stops answering (see `redis_link`).
+    link: RedisLink,
     keys: Keys,
     history: Option<HistoryPolicy>,
     history_by_kind: Vec<(TopicKind, Option<HistoryPolicy>)>,
@@ -145,7 +147,7 @@ impl Publisher {
         client.init().await?;
         let sharded = client.is_clustered();
         Ok(Self {
-            client,
+            link: RedisLink::new(client),
             keys: Keys::new(prefix),
             history: Some(HistoryPolicy::default()),
             history_by_kind: Vec::new(),
@@ -239,8 +241,8 @@ impl Publisher {
         let control = event_type.starts_with(herald_shared::envelope::CONTROL_PREFIX);
         let calls = envelopes.into_iter().map(|env| async move {
             let history = self.history_for(&env.topic).filter(|_| !control);
-            retry_within(self.retry_window, |attempt| {
-                self.publish_one(&env, history, attempt)
+            retry_within(self.retry_window, &self.link, |attempt, client| {
+                self.publish_one(client, &env, history, attempt)
             })
             .await
         });
@@ -250,6 +252,7 @@ impl Publisher {
 
     async fn publish_one(
         &self,
+        client: Client,
         env: &Envelope,
         history: Option<HistoryPolicy>,
         attempt: history::Attempt,
@@ -257,12 +260,12 @@ impl Publisher {
         if attempt == history::Attempt::Retry && self.sharded {
             // A dead primary's slots move to its replica: ask the cluster
             // where they are now.
-            let _ = tokio::time::timeout(MAX_RETRY_PAUSE, self.client.sync_cluster()).await;
+            let _ = tokio::time::timeout(MAX_RETRY_PAUSE, client.sync_cluster()).await;
         }
         match history {
             Some(h) => {
                 let (keys, args) = history::publish_call(&self.keys, env, &h, attempt);
-                self.client
+                client
                     .eval::<String, _, _, _>(history::publish_script(self.sharded), keys, args)
                     .await
                     .map(drop)
@@ -271,16 +274,8 @@ impl Publisher {
             None => {
                 let channel = self.keys.channel(env.topic.as_str());
                 match self.sharded {
-                    true => {
-                        self.client
-                            .spublish::<i64, _, _>(channel, env.encode())
-                            .await
-                    }
-                    false => {
-                        self.client
-                            .publish::<i64, _, _>(channel, env.encode())
-                            .await
-                    }
+                    true => client.spublish::<i64, _, _>(channel, env.encode()).await,
+                    false => client.publish::<i64, _, _>(channel, env.encode()).await,
                 }
                 .map(drop)
             }
@@ -342,7 +337,8 @@ impl Publisher {
     ) -> Result<(), PublishError> {
         let json = serde_json::to_string(data)?;
         let () = self
-            .client
+            .link
+            .client()
             .set(self.keys.snapshot(topic.as_str()), json, None, None, false)
             .await?;
         Ok(())
@@ -375,7 +371,8 @@ impl Publisher {
     pub async fn add_api_key(&self, key: &str, principal: &Principal) -> Result<(), PublishError> {
         let json = serde_json::to_string(principal)?;
         let () = self
-            .client
+            .link
+            .client()
             .set(
                 self.keys.api_key(&hash_secret(key)),
                 json,
@@ -396,7 +393,8 @@ impl Publisher {
     /// ```
     pub async fn remove_api_key(&self, key: &str) -> Result<(), PublishError> {
         let _: i64 = self
-            .client
+            .link
+            .client()
             .del(self.keys.api_key(&hash_secret(key)))
             .await?;
         Ok(())
@@ -419,7 +417,8 @@ impl Publisher {
         let json = serde_json::to_string(principal)?;
         let secs = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
         let () = self
-            .client
+            .link
+            .client()
             .set(
                 self.keys.session(&hash_secret(token)),
                 json,
@@ -440,7 +439,8 @@ impl Publisher {
     /// ```
     pub async fn remove_session(&self, token: &str) -> Result<(), PublishError> {
         let _: i64 = self
-            .client
+            .link
+            .client()
             .del(self.keys.session(&hash_secret(token)))
             .await?;
         Ok(())
@@ -456,7 +456,11 @@ impl Publisher {
     /// # Ok(()) }
     /// ```
     pub async fn grant(&self, user: &str, topic_glob: &str) -> Result<(), PublishError> {
-        let _: i64 = self.client.sadd(self.keys.acl(user), topic_glob).await?;
+        let _: i64 = self
+            .link
+            .client()
+            .sadd(self.keys.acl(user), topic_glob)
+            .await?;
         self.resync(user).await
     }
 
@@ -471,7 +475,11 @@ impl Publisher {
     /// # Ok(()) }
     /// ```
     pub async fn revoke(&self, user: &str, topic_glob: &str) -> Result<(), PublishError> {
-        let _: i64 = self.client.srem(self.keys.acl(user), topic_glob).await?;
+        let _: i64 = self
+            .link
+            .client()
+            .srem(self.keys.acl(user), topic_glob)
+            .await?;
         self.publish(
             &[Topic::user(user)?],
             CONTROL_REVOKE,
@@ -530,7 +538,8 @@ impl Publisher {
     /// ```
     pub async fn register_resource(&self, topic: &Topic) -> Result<(), PublishError> {
         let () = self
-            .client
+            .link
+            .client()
             .set(self.keys.resource(topic.as_str()), "1", None, None, false)
             .await?;
         Ok(())
@@ -545,7 +554,11 @@ impl Publisher {
     /// # Ok(()) }
     /// ```
     pub async fn unregister_resource(&self, topic: &Topic) -> Result<(), PublishError> {
-        let _: i64 = self.client.del(self.keys.resource(topic.as_str())).await?;
+        let _: i64 = self
+            .link
+            .client()
+            .del(self.keys.resource(topic.as_str()))
+            .await?;
         Ok(())
     }
 
@@ -595,7 +608,7 @@ impl Publisher {
         data: &T,
     ) -> Result<EventId, PublishError> {
         Self {
-            client: self.client.clone(),
+            link: self.link.clone(),
             keys: self.keys.clone(),
             history: None,
             history_by_kind: Vec::new(),
@@ -614,7 +627,7 @@ impl Publisher {
     /// # Ok(()) }
     /// ```
     pub async fn grants(&self, user: &str) -> Result<Vec<String>, PublishError> {
-        Ok(self.client.smembers(self.keys.acl(user)).await?)
+        Ok(self.link.client().smembers(self.keys.acl(user)).await?)
     }
 }
 

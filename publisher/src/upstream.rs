@@ -71,7 +71,8 @@ impl Publisher {
     async fn ensure_group(&self, stream: &str, group: &str) -> Result<(), PublishError> {
         let key = self.keys.upstream(stream);
         match self
-            .client
+            .link
+            .client()
             .xgroup_create::<Value, _, _, _>(key, group, "0", true)
             .await
         {
@@ -105,7 +106,7 @@ impl Publisher {
     ) -> Result<Vec<UpstreamMessage>, PublishError> {
         self.ensure_group(stream, group).await?;
         // A blocking read stalls its connection, so it gets one of its own.
-        let client: Client = self.client.clone_new();
+        let client: Client = self.link.client().clone_new();
         client.init().await?;
         let key = self.keys.upstream(stream);
         let block_ms = block.map(|d| d.as_millis() as u64);
@@ -150,7 +151,8 @@ impl Publisher {
             return Ok(0);
         }
         Ok(self
-            .client
+            .link
+            .client()
             .xack(self.keys.upstream(stream), group, ids.to_vec())
             .await?)
     }
@@ -185,7 +187,7 @@ impl Publisher {
             "COUNT".into(),
             (count as i64).into(),
         ];
-        let value: Value = self.client.custom(cmd, args).await?;
+        let value: Value = self.link.client().custom(cmd, args).await?;
         match value {
             Value::Array(parts) => Ok(parts.get(1).map(entries).unwrap_or_default()),
             _ => Ok(Vec::new()),

@@ -14,7 +14,8 @@
 //! - `redis_target` (feature `redis`): where Redis is, as a URL or explicit
 //!   settings, and the client configuration every process derives from it;
 //!   `redis_retry` (feature `redis`): which Redis failures are worth another
-//!   attempt, and the bounded retry loop of every publishing path.
+//!   attempt, and the bounded retry loop of every publishing path, over a
+//!   `redis_link` that replaces a client that stopped answering.
 //!
 //! This crate does no network I/O and, without feature `redis`, has no
 //! async runtime.
@@ -24,6 +25,8 @@ pub mod history;
 pub mod keys;
 pub mod principal;
 pub mod profile;
+#[cfg(feature = "redis")]
+pub mod redis_link;
 #[cfg(feature = "redis")]
 pub mod redis_retry;
 #[cfg(feature = "redis")]

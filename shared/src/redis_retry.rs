@@ -11,8 +11,10 @@ use std::future::Future;
 use std::time::Duration;
 
 use fred::error::{Error, ErrorKind};
+use fred::prelude::Client;
 
 use crate::history::Attempt;
+use crate::redis_link::RedisLink;
 
 /// How long a publish keeps trying through an outage or failover unless
 /// its caller says otherwise.
@@ -51,19 +53,32 @@ pub fn is_transient(e: &Error) -> bool {
     }
 }
 
-/// Run `op` until it succeeds, fails for good, or `window` is spent,
-/// pausing 50 ms, then twice as long each time up to a second. `op` learns
-/// whether its attempt is the first. A zero window is one attempt.
-pub async fn retry_within<T, F, Fut>(window: Duration, mut op: F) -> Result<T, Error>
+/// Run `op` on `link`'s client until it succeeds, fails for good, or
+/// `window` is spent, pausing 50 ms, then twice as long each time up to a
+/// second. `op` learns whether its attempt is the first. Each outcome is
+/// reported to the link, which replaces a client that keeps failing (see
+/// [`crate::redis_link`]). A zero window is one attempt.
+pub async fn retry_within<T, F, Fut>(
+    window: Duration,
+    link: &RedisLink,
+    mut op: F,
+) -> Result<T, Error>
 where
-    F: FnMut(Attempt) -> Fut,
+    F: FnMut(Attempt, Client) -> Fut,
     Fut: Future<Output = Result<T, Error>>,
 {
     let deadline = tokio::time::Instant::now() + window;
     let mut pause = FIRST_RETRY_PAUSE;
     let mut attempt = Attempt::First;
     loop {
-        match op(attempt).await {
+        let generation = link.generation();
+        let result = op(attempt, link.client()).await;
+        match &result {
+            Ok(_) => link.succeeded(),
+            Err(e) if is_transient(e) => link.failed(generation),
+            Err(_) => {}
+        }
+        match result {
             Ok(value) => return Ok(value),
             Err(e) if is_transient(&e) && tokio::time::Instant::now() < deadline => {
                 let left = deadline.saturating_duration_since(tokio::time::Instant::now());

@@ -14,7 +14,7 @@
 //!   the pub/sub connection itself and reports not-ready when it fails.
 
 use std::collections::BTreeSet;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
@@ -31,6 +31,7 @@ use fred::types::config::{Options, Server};
 use fred::util::redis_keyslot;
 use futures_util::future::{BoxFuture, FutureExt};
 use herald_shared::envelope::{id_of, offset_of, parse_offset, with_offset};
+use herald_shared::redis_link::RedisLink;
 use herald_shared::redis_retry::{MAX_RETRY_PAUSE, retry_within};
 use herald_shared::redis_target::RedisTarget;
 use herald_shared::{Envelope, HistoryPolicy, Keys, Topic, history, now_ms};
@@ -62,7 +63,8 @@ pub struct RedisBroker {
     subscriber: SubscriberClient,
     /// Separate connection for PUBLISH: a RESP2 subscribed connection accepts
     /// only (UN)SUBSCRIBE and PING.
-    commands: Client,
+    /// Replaced when it stops answering (see `redis_link`).
+    commands: RedisLink,
     keys: Keys,
     /// Channels we hold, our source of truth for resubscribing (fred's own
     /// tracking resubscribes empty sets and errors in cluster mode).
@@ -86,6 +88,9 @@ pub struct RedisBroker {
     owners: Mutex<HashMap<u16, Server>>,
     /// When a reconcile last read the slot table (Unix ms).
     in_place_at: AtomicI64,
+    /// Slots a message arrived on from an unexpected shard: reconciled at
+    /// the next health tick whatever the slot table says.
+    suspects: Mutex<HashSet<u16>>,
     stop: CancellationToken,
 }
 
@@ -120,10 +125,6 @@ fn builder_with(target: &RedisTarget, broadcast_capacity: usize) -> Result<Build
         ..Default::default()
     });
     b.set_connection_config(ConnectionConfig {
-        // fred would resend a command in flight when a connection drops, as
-        // a first attempt: the history script could then store an event
-        // twice. Publish retries are ours, marked as retries.
-        max_command_attempts: 1,
         connection_timeout: Duration::from_secs(2),
         internal_command_timeout: Duration::from_secs(2),
         tcp: TcpConfig {
@@ -146,9 +147,17 @@ impl RedisBroker {
         let subscriber = builder_with(target, SUBSCRIBER_BROADCAST_CAPACITY)?
             .build_subscriber_client()
             .map_err(|e| BrokerError::Config(e.to_string()))?;
-        let commands = builder(target)?
+        let mut commands = builder(target)?;
+        // fred would resend a publish in flight when a connection drops, as
+        // a first attempt: the history script could then store an event
+        // twice. Publish retries are ours, marked as retries. (Only here:
+        // reads keep fred's attempts, which also follow cluster redirects.)
+        commands.with_connection_config(|c| c.max_command_attempts = 1);
+        let commands = commands
             .build()
             .map_err(|e| BrokerError::Config(e.to_string()))?;
+        commands.connect();
+        let commands = RedisLink::new(commands);
         let sharded = subscriber.is_clustered();
         let broker = Arc::new(Self {
             subscriber,
@@ -163,6 +172,7 @@ impl RedisBroker {
             sharded,
             owners: Mutex::new(HashMap::new()),
             in_place_at: AtomicI64::new(now_ms()),
+            suspects: Mutex::new(HashSet::new()),
             stop: CancellationToken::new(),
         });
         // Subscribe to the event channels before connecting so the first
@@ -171,7 +181,6 @@ impl RedisBroker {
         let reconnects = broker.subscriber.reconnect_rx();
         let errors = broker.subscriber.error_rx();
         broker.subscriber.connect();
-        broker.commands.connect();
         tokio::spawn(Arc::clone(&broker).receive(messages));
         tokio::spawn(Arc::clone(&broker).health(reconnects, errors));
         Ok(broker)
@@ -207,7 +216,12 @@ impl RedisBroker {
                         continue;
                     };
                     metrics::broker_message();
-                    self.on_message(topic, Bytes::copy_from_slice(bytes));
+                    self.on_message(
+                        &msg.channel,
+                        topic,
+                        Bytes::copy_from_slice(bytes),
+                        &msg.server,
+                    );
                 }
                 Err(RecvError::Lagged(n)) => {
                     metrics::broker_lagged(n);
@@ -226,7 +240,7 @@ impl RedisBroker {
     /// when its offset was already delivered, otherwise handed to the hub.
     /// Delivery happens under the lock so repair and live traffic of a topic
     /// keep their order.
-    fn on_message(&self, topic: &str, payload: Bytes) {
+    fn on_message(&self, channel: &str, topic: &str, payload: Bytes, from: &Server) {
         let Some(sink) = self.sink.get().and_then(Weak::upgrade) else {
             return;
         };
@@ -235,6 +249,26 @@ impl RedisBroker {
         if let Some(held) = c.recovering.get_mut(topic) {
             held.push((offset, payload));
             return;
+        }
+        if self.sharded {
+            let slot = redis_keyslot(channel.as_bytes());
+            let moved = self
+                .owners
+                .lock()
+                .get(&slot)
+                .is_some_and(|owner| owner != from);
+            if moved {
+                // From a shard other than the one we subscribed on: the
+                // slot moved and the client library followed it before the
+                // reconcile did, so events may be missing in between. Held
+                // until the reconcile has repaired the gap.
+                c.recovering
+                    .entry(topic.to_owned())
+                    .or_default()
+                    .push((offset, payload));
+                self.suspects.lock().insert(slot);
+                return;
+            }
         }
         if c.advance(topic, offset, id_of(&payload)) {
             sink.deliver(topic, payload);
@@ -350,7 +384,8 @@ impl RedisBroker {
                 }
             }
             let mut reconciled = true;
-            if self.sharded && last_reconcile.elapsed() >= RECONCILE_INTERVAL {
+            let suspected = self.sharded && !self.suspects.lock().is_empty();
+            if self.sharded && (suspected || last_reconcile.elapsed() >= RECONCILE_INTERVAL) {
                 last_reconcile = tokio::time::Instant::now();
                 if let Err(e) = self.reconcile().await {
                     tracing::warn!(error = %e, "cannot resubscribe topics whose slot moved; will retry");
@@ -428,15 +463,17 @@ impl RedisBroker {
             return Ok(());
         };
         let channels: Vec<String> = self.channels().iter().cloned().collect();
+        let suspects = std::mem::take(&mut *self.suspects.lock());
         // A slot without a recorded owner is still being subscribed.
         let moved: Vec<(u16, Vec<String>)> = {
             let owners = self.owners.lock();
             by_slot(channels)
                 .into_iter()
                 .filter(|(slot, _)| {
-                    owners
-                        .get(slot)
-                        .is_some_and(|owner| state.get_server(*slot) != Some(owner))
+                    suspects.contains(slot)
+                        || owners
+                            .get(slot)
+                            .is_some_and(|owner| state.get_server(*slot) != Some(owner))
                 })
                 .collect()
         };
@@ -521,8 +558,8 @@ impl RedisBroker {
     /// Every shard's channels of ours, with how many subscribers each has
     /// there (`PUBSUB SHARDCHANNELS` and `SHARDNUMSUB` on each primary).
     async fn shard_topics(&self) -> Result<Vec<(String, u64)>, fred::error::Error> {
-        let primaries = self
-            .commands
+        let commands = self.commands.client();
+        let primaries = commands
             .cached_cluster_state()
             .map(|state| state.unique_primary_nodes())
             .unwrap_or_default();
@@ -532,7 +569,7 @@ impl RedisBroker {
                 cluster_node: Some(node),
                 ..Default::default()
             };
-            let on_node = self.commands.with_options(&options);
+            let on_node = commands.with_options(&options);
             let channels: Vec<String> =
                 on_node.pubsub_shardchannels(self.keys.channel("*")).await?;
             for channel in channels {
@@ -624,6 +661,7 @@ impl RedisBroker {
     /// attempt or a retry.
     async fn publish_attempt(
         &self,
+        commands: Client,
         envelope: &Envelope,
         history: Option<&HistoryPolicy>,
         attempt: history::Attempt,
@@ -631,12 +669,12 @@ impl RedisBroker {
         if attempt == history::Attempt::Retry && self.sharded {
             // A dead primary's slots move to its replica: ask the cluster
             // where they are now.
-            let _ = tokio::time::timeout(MAX_RETRY_PAUSE, self.commands.sync_cluster()).await;
+            let _ = tokio::time::timeout(MAX_RETRY_PAUSE, commands.sync_cluster()).await;
         }
         match history {
             Some(policy) => {
                 let (keys, args) = history::publish_call(&self.keys, envelope, policy, attempt);
-                self.commands
+                commands
                     .eval::<String, _, _, _>(history::publish_script(self.sharded), keys, args)
                     .await
                     .map(drop)
@@ -645,12 +683,12 @@ impl RedisBroker {
                 let channel = self.keys.channel(envelope.topic.as_str());
                 match self.sharded {
                     true => {
-                        self.commands
+                        commands
                             .spublish::<i64, _, _>(channel, envelope.encode())
                             .await
                     }
                     false => {
-                        self.commands
+                        commands
                             .publish::<i64, _, _>(channel, envelope.encode())
                             .await
                     }
@@ -722,6 +760,7 @@ impl Broker for RedisBroker {
             }
             let channels: Vec<String> = self
                 .commands
+                .client()
                 .pubsub_channels(self.keys.channel("*"))
                 .await
                 .map_err(unavailable)?;
@@ -731,6 +770,7 @@ impl Broker for RedisBroker {
             // NUMSUB answers a flat list: channel, count, channel, count, …
             let counts: Vec<fred::types::Value> = self
                 .commands
+                .client()
                 .pubsub_numsub(channels)
                 .await
                 .map_err(unavailable)?;
@@ -752,9 +792,9 @@ impl Broker for RedisBroker {
         envelope: &'a Envelope,
         history: Option<&'a HistoryPolicy>,
     ) -> BoxFuture<'a, Result<(), BrokerError>> {
-        self.publish_attempt(envelope, history, history::Attempt::First)
-            .map(|r| r.map_err(unavailable))
-            .boxed()
+        // One attempt, still reported to the link: a client that keeps
+        // failing is replaced even when only the delivery probe publishes.
+        self.publish_within(envelope, history, Duration::ZERO)
     }
 
     fn publish_within<'a>(
@@ -763,8 +803,8 @@ impl Broker for RedisBroker {
         history: Option<&'a HistoryPolicy>,
         window: Duration,
     ) -> BoxFuture<'a, Result<(), BrokerError>> {
-        retry_within(window, move |attempt| {
-            self.publish_attempt(envelope, history, attempt)
+        retry_within(window, &self.commands, move |attempt, commands| {
+            self.publish_attempt(commands, envelope, history, attempt)
         })
         .map(|r| r.map_err(unavailable))
         .boxed()

@@ -1,0 +1,252 @@
+//! `herald-topicload`: many-topic fan-out for BENCHMARKS.md, one Redis
+//! against a Redis Cluster.
+//!
+//! Opens `--connections` WebSocket connections to a gateway (the kubegen
+//! route), each subscribed to a channel of its own, so there are as many
+//! topics as connections. Once the gateway holds them all, `--concurrency`
+//! tasks publish `--events` events through `herald-publisher` as fast as
+//! Redis takes them, one topic after another, each event to one topic. It
+//! prints the publish and delivery rates, the deliveries lost, and the CPU
+//! each Redis server (`--redis-node`, repeated) spent per publish.
+//!
+//! ```text
+//! herald-topicload --gateway 127.0.0.1:8080 --redis redis-cluster://127.0.0.1:7000 \
+//!   --redis-node 127.0.0.1:7000 --redis-node 127.0.0.1:7001 --redis-node 127.0.0.1:7002 \
+//!   --connections 10000 --events 200000 --concurrency 64
+//! ```
+//! The gateway needs HERALD_JWT_SECRET equal to --jwt-secret. Loopback only;
+//! every loop is bounded by the counts given and a deadline.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use futures_util::{SinkExt, StreamExt};
+use herald_publisher::{Publisher, Topic};
+use herald_tests::{RedisConnection, Reply, http_get};
+use tokio_tungstenite::tungstenite::Message;
+
+struct Args {
+    gateway: String,
+    pid: u32,
+    redis: String,
+    nodes: Vec<u16>,
+    connections: usize,
+    events: u64,
+    concurrency: u64,
+    jwt_secret: String,
+}
+
+fn parse() -> Result<Args> {
+    let mut a = Args {
+        gateway: "127.0.0.1:8080".into(),
+        pid: 0,
+        redis: "redis://127.0.0.1:6379".into(),
+        nodes: Vec::new(),
+        connections: 10_000,
+        events: 100_000,
+        concurrency: 64,
+        jwt_secret: herald_tests::JWT_SECRET.into(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--gateway" => a.gateway = value,
+            "--redis" => a.redis = value,
+            "--pid" => a.pid = value.parse()?,
+            "--redis-node" => {
+                let port = value
+                    .strip_prefix("127.0.0.1:")
+                    .context("--redis-node must be 127.0.0.1:PORT")?;
+                a.nodes.push(port.parse()?);
+            }
+            "--connections" => a.connections = value.parse()?,
+            "--events" => a.events = value.parse()?,
+            "--concurrency" => a.concurrency = value.parse()?,
+            "--jwt-secret" => a.jwt_secret = value,
+            _ => bail!("unknown flag {flag}"),
+        }
+    }
+    let loopback = |u: &str| u.contains("//127.") || u.contains("//localhost");
+    if !a.gateway.starts_with("127.") || !loopback(&a.redis) {
+        bail!("loopback only");
+    }
+    Ok(a)
+}
+
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// CPU seconds a Redis server has used (`INFO cpu`, user + system).
+async fn redis_cpu(port: u16) -> Result<f64> {
+    let mut conn = RedisConnection::connect(port).await?;
+    let Reply::Bulk(info) = conn.request(&["INFO", "cpu"]).await? else {
+        bail!("INFO cpu: not a bulk string");
+    };
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    Ok(field("used_cpu_user:") + field("used_cpu_sys:"))
+}
+
+/// CPU seconds a process has used (utime + stime of `/proc/PID/stat`).
+fn process_cpu(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name, which is in parentheses.
+    let Some((_, rest)) = stat.rsplit_once(") ") else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line; `rest` starts at
+    // field 3, so they are 11 and 12 here;
+    // clock ticks are 100 per second on Linux.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// The gateway's `herald_topics_subscribed`.
+async fn topics_held(gateway: &str) -> f64 {
+    let Ok((_, text)) = http_get(gateway, "/metrics").await else {
+        return 0.0;
+    };
+    text.lines()
+        .find_map(|l| l.strip_prefix("herald_topics_subscribed "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = parse()?;
+    let claims = herald_shared::Claims {
+        sub: "load".into(),
+        org: None,
+        roles: vec!["admin".into()],
+        exp: now_us() / 1_000_000 + 3600,
+        topics: vec![],
+    };
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(args.jwt_secret.as_bytes()),
+    )?;
+    let url = format!("ws://{}/v1/ws?token={token}", args.gateway);
+    let baseline = topics_held(&args.gateway).await;
+    let mut sockets = Vec::with_capacity(args.connections);
+    let opened = Instant::now();
+    for i in 0..args.connections {
+        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await?;
+        ws.send(Message::Text(
+            format!(r#"{{"type":"subscribe","channel":"t{i}"}}"#).into(),
+        ))
+        .await?;
+        sockets.push(ws);
+    }
+    // Publishing starts only once the gateway holds every topic.
+    let want = baseline + args.connections as f64;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while topics_held(&args.gateway).await < want {
+        if Instant::now() > deadline {
+            bail!("the gateway did not subscribe every topic in time");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "connections={} topics={} subscribed_per_s={:.0}",
+        args.connections,
+        args.connections,
+        args.connections as f64 / opened.elapsed().as_secs_f64()
+    );
+
+    let per_socket = args.events / args.connections as u64;
+    let expected = per_socket * args.connections as u64;
+    let received = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut readers = Vec::new();
+    for mut ws in sockets {
+        let received = Arc::clone(&received);
+        readers.push(tokio::spawn(async move {
+            let mut mine = 0u64;
+            while mine < per_socket && Instant::now() < deadline {
+                match tokio::time::timeout(Duration::from_secs(20), ws.next()).await {
+                    Ok(Some(Ok(Message::Text(t)))) if t.as_str().contains("\"bench\"") => {
+                        mine += 1;
+                        received.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(Some(Ok(_))) => {}
+                    _ => break,
+                }
+            }
+        }));
+    }
+
+    let publisher = Arc::new(Publisher::connect(&args.redis).await?);
+    let mut cpu_before = Vec::new();
+    for port in &args.nodes {
+        cpu_before.push(redis_cpu(*port).await?);
+    }
+    let gateway_before = process_cpu(args.pid);
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut publishers = Vec::new();
+    for _ in 0..args.concurrency {
+        let (publisher, next) = (Arc::clone(&publisher), Arc::clone(&next));
+        let connections = args.connections as u64;
+        publishers.push(tokio::spawn(async move {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= expected || Instant::now() > deadline {
+                    return anyhow::Ok(());
+                }
+                let topic = Topic::resource("kubegen", &format!("t{}", n % connections))?;
+                publisher
+                    .publish(&[topic], "bench", &serde_json::json!({"n": n}))
+                    .await?;
+            }
+        }));
+    }
+    for p in publishers {
+        p.await??;
+    }
+    let publish_secs = started.elapsed().as_secs_f64();
+    let mut cpu = Vec::new();
+    for (port, before) in args.nodes.iter().zip(&cpu_before) {
+        cpu.push(redis_cpu(*port).await? - before);
+    }
+    for r in readers {
+        let _ = r.await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let gateway_cpu = process_cpu(args.pid) - gateway_before;
+    let got = received.load(Ordering::Relaxed);
+    let cpu_total: f64 = cpu.iter().sum();
+    let shares: Vec<String> = cpu.iter().map(|c| format!("{c:.2}")).collect();
+    println!(
+        "events={expected} published_per_s={:.0} deliveries={got}/{expected} lost={} deliveries_per_s={:.0} \
+         redis_cpu_s=[{}] redis_cpu_us_per_publish={:.1} gateway_cpu_s={:.2} gateway_cpu_us_per_delivery={:.1}",
+        expected as f64 / publish_secs,
+        expected.saturating_sub(got),
+        got as f64 / secs,
+        shares.join(","),
+        cpu_total * 1e6 / expected as f64,
+        gateway_cpu,
+        gateway_cpu * 1e6 / got.max(1) as f64,
+    );
+    Ok(())
+}
