@@ -18,7 +18,7 @@ dir=$(mktemp -d)
 base=$((20000 + RANDOM % 8000))
 single=$base
 shards=("$((base + 1))" "$((base + 2))" "$((base + 3))")
-port_gw=$((30000 + RANDOM % 10000))
+port_gw=$((40000 + RANDOM % 10000)) # above the cluster bus ports (port + 10000)
 stop() {
   kill "${gw:-0}" 2>/dev/null || true
   for p in "$single" "${shards[@]}"; do redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true; done

@@ -44,7 +44,7 @@ pub use cluster::Cluster;
 pub use config::{FAST_PROBES, default_config, profile_config};
 pub use gateway::{Gateway, GatewayOptions, gateway_binary, heraldctl, readiness_dip};
 pub use http::http_get;
-pub use process::{free_port, scratch_dir};
+pub use process::{cpu_seconds, free_port, rss_kib, scratch_dir};
 pub use redis::{RedisServer, TlsRedis};
 pub use redis_cluster::RedisCluster;
 pub use resp::{RedisConnection, Reply};

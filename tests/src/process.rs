@@ -1,5 +1,6 @@
 //! Plumbing for the child processes the suites start: scratch directories,
-//! free ports, and waiting for a child to say it is ready.
+//! free ports, waiting for a child to say it is ready, and what a process
+//! costs (RSS, CPU time) for the load tools.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -68,4 +69,38 @@ pub(crate) fn drain<R: tokio::io::AsyncRead + Unpin + Send + 'static>(mut reader
         let mut sink = Vec::new();
         let _ = reader.read_to_end(&mut sink).await;
     });
+}
+
+/// Resident memory of a process, in KiB (`VmRSS`); 0 when unknown.
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// CPU seconds a process has used (utime + stime of `/proc/PID/stat`); 0
+/// when unknown.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // After the command name, which is in parentheses, the line goes on at
+    // field 3; utime and stime are fields 14 and 15, so 11 and 12 here.
+    let Some((_, rest)) = stat.rsplit_once(") ") else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // Linux reports clock ticks, 100 per second.
+    (ticks(11) + ticks(12)) / 100.0
 }

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use futures_util::{SinkExt, StreamExt};
 use herald_publisher::{Publisher, Topic};
-use herald_tests::{RedisConnection, Reply, http_get};
+use herald_tests::{RedisConnection, Reply, cpu_seconds, http_get};
 use tokio_tungstenite::tungstenite::Message;
 
 struct Args {
@@ -96,28 +96,6 @@ async fn redis_cpu(port: u16) -> Result<f64> {
             .unwrap_or(0.0)
     };
     Ok(field("used_cpu_user:") + field("used_cpu_sys:"))
-}
-
-/// CPU seconds a process has used (utime + stime of `/proc/PID/stat`).
-fn process_cpu(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    // Fields after the command name, which is in parentheses.
-    let Some((_, rest)) = stat.rsplit_once(") ") else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of the line; `rest` starts at
-    // field 3, so they are 11 and 12 here;
-    // clock ticks are 100 per second on Linux.
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// The gateway's `herald_topics_subscribed`.
@@ -201,7 +179,7 @@ async fn main() -> Result<()> {
     for port in &args.nodes {
         cpu_before.push(redis_cpu(*port).await?);
     }
-    let gateway_before = process_cpu(args.pid);
+    let gateway_before = cpu_seconds(args.pid);
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut publishers = Vec::new();
@@ -233,7 +211,7 @@ async fn main() -> Result<()> {
         let _ = r.await;
     }
     let secs = started.elapsed().as_secs_f64();
-    let gateway_cpu = process_cpu(args.pid) - gateway_before;
+    let gateway_cpu = cpu_seconds(args.pid) - gateway_before;
     let got = received.load(Ordering::Relaxed);
     let cpu_total: f64 = cpu.iter().sum();
     let shares: Vec<String> = cpu.iter().map(|c| format!("{c:.2}")).collect();

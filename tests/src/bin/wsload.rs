@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use futures_util::{SinkExt, StreamExt};
 use herald_publisher::{Publisher, Topic};
+use herald_tests::{cpu_seconds, rss_kib};
 use tokio_tungstenite::tungstenite::Message;
 
 struct Args {
@@ -60,17 +61,6 @@ fn parse() -> Result<Args> {
         bail!("loopback gateways only");
     }
     Ok(a)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 fn now_us() -> u64 {
@@ -148,6 +138,7 @@ async fn main() -> Result<()> {
     }
     let publisher = Publisher::connect(&args.redis).await?;
     let topic = [Topic::resource("kubegen", "bench")?];
+    let cpu_before = cpu_seconds(args.pid);
     let started = Instant::now();
     let gap = Duration::from_secs_f64(1.0 / args.rate.max(1) as f64);
     for n in 0..args.events {
@@ -161,6 +152,7 @@ async fn main() -> Result<()> {
         let _ = r.await;
     }
     let secs = started.elapsed().as_secs_f64();
+    let gateway_cpu = cpu_seconds(args.pid) - cpu_before;
     let got = received.load(Ordering::Relaxed);
     let mut l = latencies.lock().map(|l| l.clone()).unwrap_or_default();
     l.sort_unstable();
@@ -171,12 +163,14 @@ async fn main() -> Result<()> {
             / 1000.0
     };
     println!(
-        "events={} deliveries={got}/{expected} deliveries_per_s={:.0} p50_ms={:.2} p99_ms={:.2} max_ms={:.2}",
+        "events={} deliveries={got}/{expected} deliveries_per_s={:.0} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} \
+         gateway_cpu_s={gateway_cpu:.2} gateway_cpu_us_per_delivery={:.2}",
         args.events,
         got as f64 / secs,
         pct(0.50),
         pct(0.99),
-        pct(1.0)
+        pct(1.0),
+        gateway_cpu * 1e6 / got.max(1) as f64
     );
     Ok(())
 }
