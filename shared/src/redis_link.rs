@@ -12,9 +12,9 @@
 //! seeded with every primary the old one knew; later calls use it, calls
 //! already running finish on the old one, which is closed after a while.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fred::interfaces::{ClientLike, ClusterInterface};
 use fred::prelude::{Builder, Client};
@@ -26,6 +26,8 @@ const RETIRE_AFTER: Duration = Duration::from_secs(30);
 const FAILURES_TO_REPLACE: u32 = 2;
 /// Longest wait for a replacement client to connect.
 const CONNECT_WITHIN: Duration = Duration::from_secs(5);
+/// Replacements are tried at most this often.
+const REPLACE_AT_MOST_EVERY: Duration = Duration::from_secs(10);
 
 /// The current client, shared by clones.
 #[derive(Clone)]
@@ -43,7 +45,10 @@ struct Shared {
     current: RwLock<Current>,
     /// One replacement at a time: publishes failing together must not each
     /// open a client.
-    replacing: tokio::sync::Mutex<()>,
+    replacing: AtomicBool,
+    /// When the last replacement was tried: at most one per
+    /// [`REPLACE_AT_MOST_EVERY`], however long an outage lasts.
+    last_try: std::sync::Mutex<Option<Instant>>,
     /// Transient failures in a row, over every call.
     failures: AtomicU32,
 }
@@ -62,7 +67,8 @@ impl RedisLink {
                 client,
                 generation: 0,
             }),
-            replacing: tokio::sync::Mutex::new(()),
+            replacing: AtomicBool::new(false),
+            last_try: std::sync::Mutex::new(None),
             failures: AtomicU32::new(0),
         }))
     }
@@ -96,19 +102,40 @@ impl RedisLink {
     /// failure in a row, replace it in the background.
     pub fn failed(&self, seen: u64) {
         let failures = self.0.failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if failures >= FAILURES_TO_REPLACE {
-            let link = self.clone();
-            tokio::spawn(async move { link.replace(seen).await });
+        if failures < FAILURES_TO_REPLACE || !self.may_try_now() {
+            return;
         }
+        if self
+            .0
+            .replacing
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return;
+        }
+        let link = self.clone();
+        tokio::spawn(async move {
+            link.replace(seen).await;
+            link.0.replacing.store(false, Ordering::Release);
+        });
+    }
+
+    fn may_try_now(&self) -> bool {
+        let mut last = match self.0.last_try.lock() {
+            Ok(last) => last,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if last.is_some_and(|at| at.elapsed() < REPLACE_AT_MOST_EVERY) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        true
     }
 
     /// Replace client `seen` by a fresh, connected one, unless it was
     /// already replaced or the new one cannot connect in time (then the old
     /// one stays and the next call says what fails).
     async fn replace(&self, seen: u64) {
-        let Ok(_one) = self.0.replacing.try_lock() else {
-            return;
-        };
         let old = self.current();
         if old.generation != seen {
             return;
@@ -144,6 +171,9 @@ impl RedisLink {
 /// knew (the seeds alone may be gone).
 fn reseeded(old: &Client) -> Result<Client, fred::error::Error> {
     let mut config = old.client_config();
+    // Fail the first connection instead of retrying it forever in the
+    // background: a replacement that cannot connect is dropped.
+    config.fail_fast = true;
     if let ServerConfig::Clustered { hosts, .. } = &mut config.server {
         let known: Vec<Server> = old
             .cached_cluster_state()

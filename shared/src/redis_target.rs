@@ -142,7 +142,11 @@ impl RedisTarget {
         }
         let mode = self.mode.unwrap_or_default();
         if self.nodes.is_empty() {
-            if self.mode.is_some() || !self.service_name.is_empty() || self.tls {
+            if self.mode.is_some()
+                || !self.service_name.is_empty()
+                || self.tls
+                || self.database.is_some()
+            {
                 return refuse("nodes", "list at least one HOST:PORT");
             }
             return Ok(());

@@ -433,12 +433,36 @@ impl RedisBroker {
     }
 
     fn remember_owner(&self, slot: u16) {
-        let owner = self
-            .subscriber
-            .cached_cluster_state()
-            .and_then(|state| state.get_server(slot).cloned());
-        if let Some(owner) = owner {
+        if let Some(owner) = self.owner_now(slot) {
             self.owners.lock().insert(slot, owner);
+        }
+    }
+
+    /// The shard that owns `slot` in the subscriber's slot table.
+    fn owner_now(&self, slot: u16) -> Option<Server> {
+        self.subscriber
+            .cached_cluster_state()
+            .and_then(|state| state.get_server(slot).cloned())
+    }
+
+    /// After one topic's SSUBSCRIBE, which went to the owner the table
+    /// named `before`. The slot's other topics may still be held on the
+    /// shard recorded for it, so a different owner is not simply recorded:
+    /// the whole slot is reconciled instead. So is a slot that moved while
+    /// the subscribe was under way.
+    fn record_subscription(&self, slot: u16, before: Option<Server>) {
+        let now = self.owner_now(slot);
+        let mut owners = self.owners.lock();
+        let settled = before.is_some() && before == now;
+        match (owners.get(&slot), now) {
+            (None, Some(now)) if settled => {
+                owners.insert(slot, now);
+            }
+            (Some(recorded), Some(now)) if settled && *recorded == now => {}
+            _ => {
+                drop(owners);
+                self.suspects.lock().insert(slot);
+            }
         }
     }
 
@@ -499,7 +523,11 @@ impl RedisBroker {
         let mut result = Ok(());
         for (slot, group) in moved {
             if let Err(e) = self.resubscribe_slot(slot, group).await {
-                // Its owner stays unrecorded, so the next round retries it.
+                // Its owner stays unrecorded (or, for a suspected slot,
+                // suspected), so the next round retries it.
+                if suspects.contains(&slot) {
+                    self.suspects.lock().insert(slot);
+                }
                 result = Err(e);
             }
         }
@@ -724,7 +752,13 @@ impl Broker for RedisBroker {
         async move {
             let channel = self.keys.channel(topic);
             // Recorded first: if Redis is down now, the reconnect resubscribes it.
-            self.channels().insert(channel.clone());
+            if self.channels().insert(channel.clone()) {
+                // Nothing of an earlier subscription (held messages, the
+                // last offset) may carry over to this one.
+                self.continuity().forget(topic);
+            }
+            let slot = redis_keyslot(channel.as_bytes());
+            let before = self.owner_now(slot);
             match self.sharded {
                 true => self.subscriber.ssubscribe(channel.clone()).await,
                 false => self.subscriber.subscribe(channel.clone()).await,
@@ -732,7 +766,7 @@ impl Broker for RedisBroker {
             .map_err(unavailable)?;
             self.confirm(&channel).await?;
             if self.sharded {
-                self.remember_owner(redis_keyslot(channel.as_bytes()));
+                self.record_subscription(slot, before);
             }
             Ok(())
         }

@@ -212,7 +212,11 @@ fn parse_mode(s: &str) -> Result<RedisMode, String> {
 /// The deployment named on the command line: --redis, or the explicit
 /// --redis-node settings, or the local default.
 fn redis_target(cli: &Cli) -> RedisTarget {
-    let explicit = !cli.redis_node.is_empty();
+    let explicit = !cli.redis_node.is_empty()
+        || cli.redis_mode.is_some()
+        || cli.redis_service_name.is_some()
+        || cli.redis_tls
+        || cli.redis_database.is_some();
     RedisTarget {
         url: match (&cli.redis, explicit) {
             (Some(url), _) => url.clone(),
