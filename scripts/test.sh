@@ -23,6 +23,16 @@ if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/nul
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server redis-tools openssl
 fi
 
+# promtool (Debian's `prometheus` package) checks and unit-tests the alert
+# rules in deploy/. Only the tool is used: no Prometheus server is started.
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "promtool not found: installing the prometheus package"
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus
+fi
+
 # The server API's OpenAPI checks use PyPI tools, kept in a virtualenv under
 # target/ (pinned versions; reinstalled when missing).
 py="$PWD/target/py"
