@@ -29,3 +29,11 @@ pub async fn http_get(addr: &str, path: &str) -> Result<(u16, String)> {
         .unwrap_or_default();
     Ok((status, body))
 }
+
+/// The value of one series in Prometheus text (`name` with its labels as
+/// printed, say `herald_broker_resubscribed_topics_total{cause="topology"}`).
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}

@@ -43,13 +43,15 @@ pub use assertions::assert_error_frame;
 pub use cluster::Cluster;
 pub use config::{FAST_PROBES, default_config, profile_config};
 pub use gateway::{Gateway, GatewayOptions, gateway_binary, heraldctl, readiness_dip};
-pub use http::http_get;
+pub use http::{http_get, metric};
 pub use process::{cpu_seconds, free_port, rss_kib, scratch_dir};
 pub use redis::{RedisServer, TlsRedis};
 pub use redis_cluster::RedisCluster;
 pub use resp::{RedisConnection, Reply};
 pub use sentinel::Sentinels;
 pub use sse::{SseClient, SseEvent, SseResponse};
-pub use tokens::{ADMIN_KEY, JWT_SECRET, base64url, jwt, jwt_with_topics, unix_now};
+pub use tokens::{
+    ADMIN_KEY, JWT_SECRET, admin_jwt_signed_with, base64url, jwt, jwt_with_topics, unix_now,
+};
 pub use wait::{EVENT_TIMEOUT, wait_until};
 pub use ws::{Closed, WsClient};

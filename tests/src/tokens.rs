@@ -35,10 +35,27 @@ pub fn jwt_with_topics(
         exp,
         topics: topics.iter().map(|t| (*t).to_owned()).collect(),
     };
+    sign(&claims, JWT_SECRET)
+}
+
+/// An admin token signed with `secret`, valid for an hour: what the load
+/// tools connect with (the gateway under load has its own secret).
+pub fn admin_jwt_signed_with(secret: &str, sub: &str) -> String {
+    let claims = herald_shared::Claims {
+        sub: sub.to_owned(),
+        org: None,
+        roles: vec!["admin".to_owned()],
+        exp: unix_now() + 3600,
+        topics: Vec::new(),
+    };
+    sign(&claims, secret)
+}
+
+fn sign(claims: &herald_shared::Claims, secret: &str) -> String {
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
     )
     .unwrap_or_default()
 }

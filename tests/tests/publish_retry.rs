@@ -176,36 +176,29 @@ async fn an_http_publish_that_redis_holds_past_its_timeout_is_retried_and_stored
     // and the history script stores the event once.
     redis.command(&["CLIENT", "PAUSE", "6000", "WRITE"]).await?;
     let api = format!("http://{}/herald/v1", gw.addr);
+    publish_over_http(&api, 1).await?;
+    assert_eq!(ws.next_json().await?["data"], json!({"n": 1}));
+    assert_eq!(history_len(&redis).await?, 1, "stored once");
+    // The next frame is the next event: the retry delivered nothing.
+    publish_over_http(&api, 2).await?;
+    assert_eq!(ws.next_json().await?["data"], json!({"n": 2}));
+    Ok(())
+}
+
+/// `heraldctl --http` publishing `{"n": n}` to `res:feed:f1`.
+async fn publish_over_http(api: &str, n: u64) -> Result<()> {
+    let data = json!({ "n": n }).to_string();
     let args = [
         "--http",
-        &api,
+        api,
         "publish",
         "--to",
         "res:feed:f1",
         "--type",
         "item",
         "--data",
-        r#"{"n":1}"#,
+        &data,
     ];
     herald_tests::heraldctl(&[("HERALD_API_KEY", "operator-key")], &args).await?;
-    assert_eq!(ws.next_json().await?["data"], json!({"n": 1}));
-    assert_eq!(history_len(&redis).await?, 1, "stored once");
-    // The next frame is the next event: the retry delivered nothing.
-    herald_tests::heraldctl(
-        &[("HERALD_API_KEY", "operator-key")],
-        &[
-            "--http",
-            &api,
-            "publish",
-            "--to",
-            "res:feed:f1",
-            "--type",
-            "item",
-            "--data",
-            r#"{"n":2}"#,
-        ],
-    )
-    .await?;
-    assert_eq!(ws.next_json().await?["data"], json!({"n": 2}));
     Ok(())
 }

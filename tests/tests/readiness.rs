@@ -4,13 +4,7 @@
 //! ready again by itself once delivery resumes.
 
 use anyhow::Result;
-use herald_tests::{Cluster, FAST_PROBES, wait_until};
-
-fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l[name.len()..].trim().parse().ok())
-}
+use herald_tests::{Cluster, FAST_PROBES, metric, wait_until};
 
 #[tokio::test]
 async fn a_redis_that_answers_ping_but_delivers_nothing_makes_the_replica_not_ready() -> Result<()>

@@ -10,7 +10,7 @@ use anyhow::{Result, ensure};
 use herald_publisher::{Publisher, Topic};
 use herald_tests::profiles::FEED;
 use herald_tests::{
-    FAST_PROBES, Gateway, GatewayOptions, RedisCluster, Reply, WsClient, heraldctl, jwt,
+    FAST_PROBES, Gateway, GatewayOptions, RedisCluster, Reply, WsClient, heraldctl, jwt, metric,
     readiness_dip, unix_now, wait_until,
 };
 use serde_json::json;
@@ -58,6 +58,25 @@ async fn gateways(cluster: &RedisCluster) -> Result<Vec<Gateway>> {
         out.push(gw);
     }
     Ok(out)
+}
+
+/// A client of `feed` on each gateway, once each replica holds the feed
+/// on its shard.
+async fn readers_on_every_replica(
+    cluster: &RedisCluster,
+    gws: &[Gateway],
+    feed: &str,
+) -> Result<Vec<WsClient>> {
+    let token = jwt("reader", None, &[], unix_now() + 600);
+    let mut clients = Vec::new();
+    for gw in gws {
+        clients.push(WsClient::connect(&gw.ws_url(&format!("/feed/{feed}?token={token}"))).await?);
+    }
+    wait_until("one shard subscription per replica", || async {
+        shard_subscribers(cluster, feed).await == Some(gws.len() as i64)
+    })
+    .await?;
+    Ok(clients)
 }
 
 async fn shard_subscribers(cluster: &RedisCluster, feed: &str) -> Option<i64> {
@@ -148,15 +167,7 @@ async fn the_primary_of_a_busy_topic_dies_and_every_event_arrives_once_in_order(
     let publisher = Publisher::connect(&cluster.url())
         .await?
         .with_retry_window(Duration::from_secs(30));
-    let token = jwt("reader", None, &[], unix_now() + 600);
-    let mut clients = Vec::new();
-    for gw in &gws {
-        clients.push(WsClient::connect(&gw.ws_url(&format!("/feed/{feed}?token={token}"))).await?);
-    }
-    wait_until("one shard subscription per replica", || async {
-        shard_subscribers(&cluster, &feed).await == Some(2)
-    })
-    .await?;
+    let mut clients = readers_on_every_replica(&cluster, &gws, &feed).await?;
     let watcher = tokio::spawn(readiness_dip(gws[0].addr.clone()));
     let topic = Topic::resource("feed", &feed)?;
     for seq in 0..EVENTS {
@@ -189,11 +200,8 @@ async fn resubscribed(gw: &Gateway, cause: &str) -> f64 {
     let Ok((_, text)) = gw.get("/metrics").await else {
         return 0.0;
     };
-    let series = format!("herald_broker_resubscribed_topics_total{{cause=\"{cause}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&series))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
+    let series = format!("herald_broker_resubscribed_topics_total{{cause=\"{cause}\"}}");
+    metric(&text, &series).unwrap_or(0.0)
 }
 
 #[tokio::test]
@@ -214,15 +222,7 @@ async fn a_busy_topics_slot_migrates_and_every_event_arrives_once_in_order() -> 
     let publisher = Publisher::connect(&cluster.url())
         .await?
         .with_retry_window(Duration::from_secs(30));
-    let token = jwt("reader", None, &[], unix_now() + 600);
-    let mut clients = Vec::new();
-    for gw in &gws {
-        clients.push(WsClient::connect(&gw.ws_url(&format!("/feed/{feed}?token={token}"))).await?);
-    }
-    wait_until("one shard subscription per replica", || async {
-        shard_subscribers(&cluster, &feed).await == Some(2)
-    })
-    .await?;
+    let mut clients = readers_on_every_replica(&cluster, &gws, &feed).await?;
     let topic = Topic::resource("feed", &feed)?;
     // Publishing goes on while the slot moves: some publishes meet
     // MIGRATING (ASK, TRYAGAIN), some land on the new owner before the

@@ -758,7 +758,7 @@ impl Broker for RedisBroker {
                 self.continuity().forget(topic);
             }
             let slot = redis_keyslot(channel.as_bytes());
-            let before = self.owner_now(slot);
+            let before = self.sharded.then(|| self.owner_now(slot)).flatten();
             match self.sharded {
                 true => self.subscriber.ssubscribe(channel.clone()).await,
                 false => self.subscriber.subscribe(channel.clone()).await,

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use futures_util::{SinkExt, StreamExt};
 use herald_publisher::{Publisher, Topic};
-use herald_tests::{RedisConnection, Reply, cpu_seconds, http_get};
+use herald_tests::{RedisConnection, Reply, admin_jwt_signed_with, cpu_seconds, http_get, metric};
 use tokio_tungstenite::tungstenite::Message;
 
 struct Args {
@@ -76,13 +76,6 @@ fn parse() -> Result<Args> {
     Ok(a)
 }
 
-fn now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
-}
-
 /// CPU seconds a Redis server has used (`INFO cpu`, user + system).
 async fn redis_cpu(port: u16) -> Result<f64> {
     let mut conn = RedisConnection::connect(port).await?;
@@ -103,27 +96,13 @@ async fn topics_held(gateway: &str) -> f64 {
     let Ok((_, text)) = http_get(gateway, "/metrics").await else {
         return 0.0;
     };
-    text.lines()
-        .find_map(|l| l.strip_prefix("herald_topics_subscribed "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
+    metric(&text, "herald_topics_subscribed").unwrap_or(0.0)
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = parse()?;
-    let claims = herald_shared::Claims {
-        sub: "load".into(),
-        org: None,
-        roles: vec!["admin".into()],
-        exp: now_us() / 1_000_000 + 3600,
-        topics: vec![],
-    };
-    let token = jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(args.jwt_secret.as_bytes()),
-    )?;
+    let token = admin_jwt_signed_with(&args.jwt_secret, "load");
     let url = format!("ws://{}/v1/ws?token={token}", args.gateway);
     let baseline = topics_held(&args.gateway).await;
     let mut sockets = Vec::with_capacity(args.connections);

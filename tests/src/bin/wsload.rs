@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use futures_util::{SinkExt, StreamExt};
 use herald_publisher::{Publisher, Topic};
-use herald_tests::{cpu_seconds, rss_kib};
+use herald_tests::{admin_jwt_signed_with, cpu_seconds, rss_kib};
 use tokio_tungstenite::tungstenite::Message;
 
 struct Args {
@@ -73,18 +73,7 @@ fn now_us() -> u64 {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = parse()?;
-    let claims = herald_shared::Claims {
-        sub: "load".into(),
-        org: None,
-        roles: vec!["admin".into()],
-        exp: now_us() / 1_000_000 + 3600,
-        topics: vec![],
-    };
-    let token = jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(args.jwt_secret.as_bytes()),
-    )?;
+    let token = admin_jwt_signed_with(&args.jwt_secret, "load");
     let rss_before = rss_kib(args.pid);
     let url = format!("ws://{}/v1/ws?token={token}", args.gateway);
     let mut sockets = Vec::with_capacity(args.connections);
