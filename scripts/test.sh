@@ -33,6 +33,23 @@ if ! command -v promtool >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus
 fi
 
+# Real JavaScript clients (tests/clients/: an AgentHQ SDK-shaped client on
+# `ws`, and playwright-core driving Chromium) need Node.js 20+ and their npm
+# packages, installed from package-lock.json when missing or out of date.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "node or npm not found: installing them"
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nodejs npm
+fi
+clients="$PWD/tests/clients"
+if ! cmp -s "$clients/package-lock.json" "$clients/node_modules/.package-lock.json.installed"; then
+  echo "installing the test clients' npm packages (tests/clients)"
+  (cd "$clients" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
+  cp "$clients/package-lock.json" "$clients/node_modules/.package-lock.json.installed"
+fi
+
 # The server API's OpenAPI checks use PyPI tools, kept in a virtualenv under
 # target/ (pinned versions; reinstalled when missing).
 py="$PWD/target/py"

@@ -183,7 +183,8 @@ fn default_presence_key() -> String {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelSpec {
-    /// Field of the subscribe/unsubscribe frame holding the channel name.
+    /// Field of the subscribe/unsubscribe frame holding the channel name; a
+    /// dotted path (`data.channel`) reads a member of a nested object.
     #[serde(default = "default_channel_field")]
     pub field: String,
     /// Topic template; `{channel}` is the channel name, plus the join
@@ -196,9 +197,65 @@ pub struct ChannelSpec {
     #[serde(default = "default_max_channel_len")]
     pub max_len: usize,
     /// Field of the subscribe frame that may hold a resume position: the
-    /// channel's events after it are replayed before live ones.
+    /// channel's events after it are replayed before live ones. A dotted
+    /// path reads a nested member, as for `field`.
     #[serde(default)]
     pub position_field: Option<String>,
+    /// Frames confirming a subscribe or unsubscribe; none when absent.
+    #[serde(default)]
+    pub acks: Option<ChannelAcks>,
+    /// Who may join a channel.
+    #[serde(default)]
+    pub authorize: ChannelAuthorization,
+}
+
+/// Who may join a client-chosen channel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelAuthorization {
+    /// Principals whose JWT `topics` or backend grants match the channel's
+    /// topic, and admins.
+    #[default]
+    Grants,
+    /// Every authenticated principal: for topic templates scoped by the
+    /// principal's own `{org}` or `{sub}`, which validation requires.
+    Any,
+}
+
+/// Acknowledgements of channel commands, in the route's frame shape:
+/// `{"event":"subscribed","data":{"channel":ID}}` for a nested shape.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelAcks {
+    /// Event type confirming a subscribe (also sent when already subscribed).
+    pub subscribed: String,
+    /// Event type confirming an unsubscribe.
+    pub unsubscribed: String,
+    /// Payload member naming the channel.
+    #[serde(default = "default_channel_field")]
+    pub field: String,
+}
+
+/// A field of a client frame: `name`, or `a.b` for member `b` of object `a`.
+pub fn frame_field<'a>(
+    frame: &'a serde_json::Map<String, serde_json::Value>,
+    path: &str,
+) -> Option<&'a serde_json::Value> {
+    let mut parts = path.split('.');
+    let mut value = frame.get(parts.next()?)?;
+    for part in parts {
+        value = value.as_object()?.get(part)?;
+    }
+    Some(value)
+}
+
+fn check_field_path(path: &str) -> Result<(), String> {
+    match path.split('.').all(|p| !p.is_empty()) {
+        true => Ok(()),
+        false => Err(format!(
+            "`{path}` must be a field name or a dotted path of names"
+        )),
+    }
 }
 
 fn default_channel_field() -> String {
@@ -211,7 +268,9 @@ fn default_max_channel_len() -> usize {
     128
 }
 
-/// A small server reply frame: `{"type": event_type, timestamp_field: now}`.
+/// A small server reply frame: `{"type": event_type, timestamp_field: now}`,
+/// or with `in_data` the timestamp inside the shape's data field:
+/// `{"event":"heartbeat_ack","data":{"timestamp":now}}`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AckSpec {
@@ -220,6 +279,10 @@ pub struct AckSpec {
     pub timestamp_field: Option<String>,
     #[serde(default)]
     pub timestamp_format: TimestampFormat,
+    /// Put the timestamp in the frame's payload (nested: `data`) instead of
+    /// beside the type.
+    #[serde(default)]
+    pub in_data: bool,
 }
 
 /// One live connection per key, cluster-wide, held as a lease the replica renews.
@@ -307,6 +370,13 @@ pub struct AuthSpec {
     pub failure_close_code: u16,
     #[serde(default = "default_auth_reason")]
     pub failure_reason: String,
+    /// Close reason when no credential was given at all; `failure_reason`
+    /// when absent.
+    #[serde(default)]
+    pub missing_reason: Option<String>,
+    /// JWT claim names the principal is read from.
+    #[serde(default)]
+    pub claims: ClaimNames,
     /// Origins allowed when the credential is a cookie (cross-site WebSocket
     /// hijacking guard). Empty: only the request's own host.
     #[serde(default)]
@@ -321,6 +391,33 @@ pub struct AuthSpec {
     /// JWTs must carry this `iss`; none: `iss` is not checked.
     #[serde(default)]
     pub issuer: Option<String>,
+}
+
+/// Which JWT claims hold the principal's org and roles (`sub`, `exp` and
+/// `topics` are fixed). A claim may be a string or a number.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimNames {
+    #[serde(default = "default_org_claim")]
+    pub org: String,
+    #[serde(default = "default_roles_claim")]
+    pub roles: String,
+}
+
+impl Default for ClaimNames {
+    fn default() -> Self {
+        Self {
+            org: default_org_claim(),
+            roles: default_roles_claim(),
+        }
+    }
+}
+
+fn default_org_claim() -> String {
+    "org".to_owned()
+}
+fn default_roles_claim() -> String {
+    "roles".to_owned()
 }
 
 fn default_first_message_timeout() -> u64 {
@@ -525,6 +622,10 @@ pub struct CloseSpec {
     /// `POST /users/{sub}/disconnect`).
     #[serde(default = "default_disconnect_close")]
     pub disconnect: u16,
+    /// Sent when the gateway cannot serve the connection (broker or store
+    /// unavailable).
+    #[serde(default = "default_internal_close")]
+    pub internal_error: u16,
 }
 
 impl Default for CloseSpec {
@@ -533,6 +634,7 @@ impl Default for CloseSpec {
             shutdown: default_shutdown_close(),
             slow_consumer: default_slow_close(),
             disconnect: default_disconnect_close(),
+            internal_error: default_internal_close(),
         }
     }
 }
@@ -545,6 +647,9 @@ fn default_slow_close() -> u16 {
 }
 fn default_disconnect_close() -> u16 {
     1008
+}
+fn default_internal_close() -> u16 {
+    1011
 }
 
 /// Topics one resume position can name: a route whose connections may hold
@@ -631,6 +736,10 @@ impl RouteProfile {
         check_close_code(self.close.shutdown).or_else(|r| err("close.shutdown", r))?;
         check_close_code(self.close.slow_consumer).or_else(|r| err("close.slow_consumer", r))?;
         check_close_code(self.close.disconnect).or_else(|r| err("close.disconnect", r))?;
+        check_close_code(self.close.internal_error).or_else(|r| err("close.internal_error", r))?;
+        if self.auth.claims.org.is_empty() || self.auth.claims.roles.is_empty() {
+            return err("auth.claims", "claim names must not be empty".to_owned());
+        }
         let params = path_params(&self.path);
         for (i, t) in self.join.iter().enumerate() {
             check_template(t, &params).or_else(|r| err(&format!("join[{i}]"), r))?;
@@ -678,6 +787,30 @@ impl RouteProfile {
             }
             check_template(&ch.topic.replace("{channel}", "x"), &params)
                 .or_else(|r| err("channels.topic", r))?;
+            check_field_path(&ch.field).or_else(|r| err("channels.field", r))?;
+            if ch.authorize == ChannelAuthorization::Any
+                && !(ch.topic.contains("{org}") || ch.topic.contains("{sub}"))
+            {
+                return err(
+                    "channels.authorize",
+                    "`any` needs a topic template scoped by `{org}` or `{sub}`, else every \
+                     principal could join every channel"
+                        .to_owned(),
+                );
+            }
+            if let Some(f) = &ch.position_field {
+                check_field_path(f).or_else(|r| err("channels.position_field", r))?;
+            }
+            if let Some(acks) = &ch.acks
+                && (acks.subscribed.is_empty()
+                    || acks.unsubscribed.is_empty()
+                    || acks.field.is_empty())
+            {
+                return err(
+                    "channels.acks",
+                    "subscribed, unsubscribed and field must not be empty".to_owned(),
+                );
+            }
             if ch.max_per_connection == 0 || ch.max_len == 0 {
                 return err(
                     "channels",
@@ -912,6 +1045,8 @@ mod tests {
             max_per_connection: MAX_POSITION_TOPICS - 1,
             max_len: 10,
             position_field: None,
+            acks: None,
+            authorize: ChannelAuthorization::Grants,
         });
         assert_eq!(p.validate(0), Ok(()), "SSE cannot subscribe channels");
         p.join = (0..=MAX_POSITION_TOPICS)
@@ -932,6 +1067,45 @@ mod tests {
             .expect_err("WebSocket frames carrying positions");
         assert_eq!(e.key, "profiles[0].channels.max_per_connection");
         assert!(!p.holds_one_topic());
+    }
+
+    #[test]
+    fn channel_options_are_checked() {
+        let mut p = minimal();
+        let mut ch: ChannelSpec =
+            serde_json::from_str(r#"{"topic":"res:c:{channel}","field":"data.channel"}"#)
+                .expect("channels");
+        p.channels = Some(ch.clone());
+        assert_eq!(p.validate(0), Ok(()));
+        let v = serde_json::json!({"event":"subscribe","data":{"channel":"general"}});
+        let frame = v.as_object().expect("object");
+        assert_eq!(
+            frame_field(frame, "data.channel").and_then(|v| v.as_str()),
+            Some("general")
+        );
+        assert_eq!(frame_field(frame, "data.missing"), None);
+        assert_eq!(frame_field(frame, "event.channel"), None, "not an object");
+        ch.field = "data..channel".into();
+        p.channels = Some(ch.clone());
+        assert_eq!(
+            p.validate(0).expect_err("empty segment").key,
+            "profiles[0].channels.field"
+        );
+        ch.field = "channel".into();
+        ch.authorize = ChannelAuthorization::Any;
+        p.channels = Some(ch.clone());
+        assert_eq!(
+            p.validate(0).expect_err("unscoped any").key,
+            "profiles[0].channels.authorize"
+        );
+        ch.topic = "res:c:{org}:{channel}".into();
+        p.channels = Some(ch);
+        assert_eq!(p.validate(0), Ok(()));
+        p.auth.claims.org = String::new();
+        assert_eq!(
+            p.validate(0).expect_err("claim").key,
+            "profiles[0].auth.claims"
+        );
     }
 
     #[test]

@@ -5,7 +5,14 @@ use std::path::Path;
 
 /// The bundled default configuration text.
 pub fn default_config() -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/herald.toml");
+    deploy_config("herald.toml")
+}
+
+/// A configuration file shipped in `deploy/` (`agenthq-sdk.toml`).
+pub fn deploy_config(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy")
+        .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
 

@@ -21,6 +21,8 @@
 //!   [`unix_now`].
 //! - `wait`: [`EVENT_TIMEOUT`], [`wait_until`]; `process`: scratch dirs,
 //!   free ports.
+//! - `node`: [`NodeScript`], real JavaScript clients and the browser driver
+//!   in `tests/clients/`.
 //! - `assertions`: [`assert_error_frame`].
 
 mod assertions;
@@ -28,6 +30,7 @@ mod cluster;
 mod config;
 mod gateway;
 mod http;
+mod node;
 mod process;
 pub mod profiles;
 mod redis;
@@ -41,9 +44,10 @@ mod ws;
 
 pub use assertions::assert_error_frame;
 pub use cluster::Cluster;
-pub use config::{FAST_PROBES, default_config, profile_config};
+pub use config::{FAST_PROBES, default_config, deploy_config, profile_config};
 pub use gateway::{Gateway, GatewayOptions, gateway_binary, heraldctl, readiness_dip};
 pub use http::{http_get, metric};
+pub use node::{NodeScript, clients_dir};
 pub use process::{cpu_seconds, free_port, rss_kib, scratch_dir};
 pub use redis::{RedisServer, TlsRedis};
 pub use redis_cluster::RedisCluster;
@@ -51,7 +55,8 @@ pub use resp::{RedisConnection, Reply};
 pub use sentinel::Sentinels;
 pub use sse::{SseClient, SseEvent, SseResponse};
 pub use tokens::{
-    ADMIN_KEY, JWT_SECRET, admin_jwt_signed_with, base64url, jwt, jwt_with_topics, unix_now,
+    ADMIN_KEY, JWT_SECRET, admin_jwt_signed_with, base64url, jwt, jwt_from_claims, jwt_with_topics,
+    unix_now,
 };
 pub use wait::{EVENT_TIMEOUT, wait_until};
 pub use ws::{Closed, WsClient};

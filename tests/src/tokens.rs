@@ -51,6 +51,17 @@ pub fn admin_jwt_signed_with(secret: &str, sub: &str) -> String {
     sign(&claims, secret)
 }
 
+/// An HS256 token with exactly these claims (another product's claim names),
+/// signed with [`JWT_SECRET`].
+pub fn jwt_from_claims(claims: &serde_json::Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .unwrap_or_default()
+}
+
 fn sign(claims: &herald_shared::Claims, secret: &str) -> String {
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),

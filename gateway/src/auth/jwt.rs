@@ -9,8 +9,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use herald_shared::profile::AuthSpec;
-use herald_shared::{Claims, Principal};
+use herald_shared::Principal;
+use herald_shared::profile::{AuthSpec, ClaimNames};
 use jsonwebtoken::jwk::{JwkSet, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header, errors::ErrorKind};
 
@@ -134,11 +134,47 @@ impl JwtVerifier {
                 &fetched
             }
         };
-        match decode::<Claims>(token, key, &validation) {
-            Ok(data) => Ok(data.claims.into()),
+        match decode::<TokenClaims>(token, key, &validation) {
+            Ok(data) => data.claims.principal(&spec.claims),
             Err(e) if matches!(e.kind(), ErrorKind::ExpiredSignature) => Err(AuthError::Expired),
             Err(_) => Err(AuthError::Invalid),
         }
+    }
+}
+
+/// A verified token's claims: the fixed ones typed, the rest kept so the
+/// route's `auth.claims` can name where org and roles are.
+#[derive(serde::Deserialize)]
+struct TokenClaims {
+    sub: String,
+    exp: u64,
+    #[serde(default)]
+    topics: Vec<String>,
+    #[serde(flatten)]
+    other: serde_json::Map<String, serde_json::Value>,
+}
+
+impl TokenClaims {
+    /// The principal; a named claim of the wrong type makes the token invalid.
+    fn principal(mut self, names: &ClaimNames) -> Result<Principal, AuthError> {
+        use serde_json::Value;
+        let org = match self.other.remove(&names.org) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            Some(_) => return Err(AuthError::Invalid),
+        };
+        let roles = match self.other.remove(&names.roles) {
+            None | Some(Value::Null) => Vec::new(),
+            Some(v) => serde_json::from_value(v).map_err(|_| AuthError::Invalid)?,
+        };
+        Ok(Principal {
+            sub: self.sub,
+            org,
+            roles,
+            topics: self.topics,
+            exp: Some(self.exp),
+        })
     }
 }
 
@@ -306,6 +342,7 @@ fn same_algorithm(key: KeyAlgorithm, alg: Algorithm) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use herald_shared::Claims;
     use jsonwebtoken::{EncodingKey, Header, encode};
 
     fn now() -> u64 {
@@ -358,6 +395,36 @@ mod tests {
                 .await,
             Err(AuthError::Expired)
         ));
+    }
+
+    #[tokio::test]
+    async fn org_and_roles_come_from_the_claims_the_route_names() {
+        let v = JwtVerifier::hs256(b"k");
+        let signed = |claims: serde_json::Value| {
+            encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(b"k"),
+            )
+            .expect("encodes")
+        };
+        let mut spec = AuthSpec::default();
+        spec.claims.org = "org_id".into();
+        let t =
+            signed(serde_json::json!({"sub":"u1","exp":now()+60,"org_id":"o9","org":"ignored"}));
+        let p = v.verify(&t, &spec).await.expect("valid");
+        assert_eq!((p.sub.as_str(), p.org.as_deref()), ("u1", Some("o9")));
+        let numeric = signed(serde_json::json!({"sub":"u1","exp":now()+60,"org_id":42}));
+        let p = v.verify(&numeric, &spec).await.expect("numeric org");
+        assert_eq!(p.org.as_deref(), Some("42"));
+        let wrong_type = signed(serde_json::json!({"sub":"u1","exp":now()+60,"org_id":{"a":1}}));
+        assert!(matches!(
+            v.verify(&wrong_type, &spec).await,
+            Err(AuthError::Invalid)
+        ));
+        // The default names still read `org` and `roles`.
+        let p = v.verify(&t, &AuthSpec::default()).await.expect("valid");
+        assert_eq!(p.org.as_deref(), Some("ignored"));
     }
 
     #[tokio::test]

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use herald_shared::Topic;
 use herald_shared::envelope::RESERVED_TOPICS;
+use herald_shared::profile::ChannelAuthorization;
 use herald_shared::topic::glob_matches;
 
 use super::Connection;
@@ -88,7 +89,13 @@ impl Connection {
         if channels.joined.len() >= spec.max_per_connection {
             return Err(Refusal::TooMany);
         }
-        match self.app.auth.may_subscribe(&self.principal, &topic).await {
+        let allowed = match spec.authorize {
+            ChannelAuthorization::Any => Ok(true),
+            ChannelAuthorization::Grants => {
+                self.app.auth.may_subscribe(&self.principal, &topic).await
+            }
+        };
+        match allowed {
             Ok(true) => {}
             Ok(false) => {
                 return Err(Refusal::Forbidden(
@@ -153,6 +160,16 @@ impl Connection {
         channels: &mut Channels,
         glob: &str,
     ) -> usize {
+        let by_grant = self
+            .profile
+            .spec
+            .channels
+            .as_ref()
+            .is_some_and(|c| c.authorize == ChannelAuthorization::Grants);
+        if !by_grant {
+            // Channels open to every member were never held by a grant.
+            return 0;
+        }
         let affected: Vec<Topic> = channels
             .joined
             .iter()

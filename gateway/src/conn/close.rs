@@ -85,6 +85,14 @@ impl CloseReason {
             Self::SlowConsumer => (profile.close.slow_consumer, "slow consumer"),
             Self::Disconnected => (profile.close.disconnect, "disconnected by the server"),
             Self::Shutdown => (profile.close.shutdown, "server shutting down"),
+            Self::Unauthorized(m) if m == crate::auth::MISSING_MESSAGE => (
+                profile.auth.failure_close_code,
+                profile
+                    .auth
+                    .missing_reason
+                    .as_deref()
+                    .unwrap_or(&profile.auth.failure_reason),
+            ),
             Self::Unauthorized(_) => (
                 profile.auth.failure_close_code,
                 profile.auth.failure_reason.as_str(),
@@ -108,7 +116,7 @@ impl CloseReason {
                 "forbidden",
             ),
             Self::RateLimited => (RATE_LIMITED_CLOSE, "too many connections"),
-            Self::Internal => (close_code::ERROR, "internal error"),
+            Self::Internal => (profile.close.internal_error, "internal error"),
         };
         Some(CloseFrame {
             code,

@@ -31,7 +31,7 @@ use futures_util::future::join_all;
 use herald_shared::envelope::{
     CONTROL_DISCONNECT, CONTROL_RESYNC, CONTROL_REVOKE, CONTROL_UNSUBSCRIBE,
 };
-use herald_shared::profile::{Command, UnknownFrame};
+use herald_shared::profile::{Command, UnknownFrame, frame_field};
 use herald_shared::{Principal, Topic, now_ms};
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
@@ -629,7 +629,7 @@ impl Connection {
                 .channels
                 .as_ref()
                 .map_or("channel", |c| c.field.as_str());
-            frame.get(field).and_then(|v| v.as_str())
+            frame_field(&frame, field).and_then(|v| v.as_str())
         };
         let outcome = match self.profile.command(kind) {
             Some(Command::Pong) => {
@@ -646,7 +646,16 @@ impl Connection {
                 Err(Refusal::TooMany)
             }
             Some(Command::Subscribe) => match self.subscribe(sub, channels, channel()).await {
-                Ok(Some(topic)) => {
+                Ok(joined) => {
+                    // Confirmed before any replayed event of the channel.
+                    if let Some(ack) =
+                        channel().and_then(|c| self.profile.channel_ack_frame(true, c))
+                    {
+                        self.write(transport, vec![Outbound::plain(ack)]).await?;
+                    }
+                    let Some(topic) = joined else {
+                        return Ok(());
+                    };
                     // A position in the frame (a plain offset names this
                     // channel); without one, the connection's position may.
                     let field = self
@@ -655,7 +664,7 @@ impl Connection {
                         .channels
                         .as_ref()
                         .and_then(|c| c.position_field.as_ref());
-                    let since = match field.and_then(|f| frame.get(f)) {
+                    let since = match field.and_then(|f| frame_field(&frame, f)) {
                         Some(value) => value
                             .as_str()
                             .and_then(Given::parse)
@@ -664,12 +673,17 @@ impl Connection {
                     };
                     return self.resume_channel(transport, &topic, since, cursor).await;
                 }
-                Ok(None) => Ok(()),
                 Err(refusal) => Err(refusal),
             },
             Some(Command::Unsubscribe) => {
                 let left = self.unsubscribe(sub, channels, channel()).await;
                 cursor.release(channels.left());
+                if left.is_ok()
+                    && let Some(ack) =
+                        channel().and_then(|c| self.profile.channel_ack_frame(false, c))
+                {
+                    self.write(transport, vec![Outbound::plain(ack)]).await?;
+                }
                 left
             }
             Some(Command::Heartbeat) => {

@@ -168,6 +168,18 @@ impl CompiledProfile {
         Some(wire::encode_ack(&self.spec.frame, ack, now_ms()))
     }
 
+    /// The confirmation of a channel command (`subscribed` / `unsubscribed`),
+    /// when the route sends them.
+    pub fn channel_ack_frame(&self, subscribed: bool, channel: &str) -> Option<Utf8Bytes> {
+        let acks = self.spec.channels.as_ref()?.acks.as_ref()?;
+        let event_type = match subscribed {
+            true => &acks.subscribed,
+            false => &acks.unsubscribed,
+        };
+        let body = serde_json::json!({ acks.field.as_str(): channel }).to_string();
+        Some(self.payload_frame(event_type, &body))
+    }
+
     /// The error frame for `(code, message)`, when the route has error frames.
     pub fn error_frame(&self, (code, message): (&str, &str)) -> Option<Utf8Bytes> {
         let errors = self.spec.errors.as_ref()?;

@@ -81,8 +81,20 @@ pub fn encode_error(
 }
 
 /// A reply frame such as AgentHQ's `{"type":"heartbeat_ack","timestamp":"…Z"}`:
-/// the ack's own timestamp, not the shape's.
+/// the ack's own timestamp, not the shape's; with `in_data`, the timestamp
+/// is the payload (`{"event":"heartbeat_ack","data":{"timestamp":"…Z"}}`).
 pub fn encode_ack(spec: &FrameSpec, ack: &AckSpec, ts_ms: i64) -> Utf8Bytes {
+    if ack.in_data {
+        let body = match &ack.timestamp_field {
+            Some(field) => format!(
+                "{{{}:{}}}",
+                json_string(field),
+                format_timestamp(ack.timestamp_format, ts_ms)
+            ),
+            None => "{}".to_owned(),
+        };
+        return encode_event(spec, &ack.event_type, ts_ms, &body);
+    }
     let mut out = String::with_capacity(64);
     out.push('{');
     push_field(&mut out, &spec.type_field, &json_string(&ack.event_type));
@@ -228,11 +240,23 @@ mod tests {
             event_type: "heartbeat_ack".into(),
             timestamp_field: Some("timestamp".into()),
             timestamp_format: TimestampFormat::Rfc3339Millis,
+            in_data: false,
         };
         let f = encode_ack(&spec(FrameStyle::Nested, None), &ack, 1_771_329_600_000);
         assert_eq!(
             parse(&f),
             serde_json::json!({"type":"heartbeat_ack","timestamp":"2026-02-17T12:00:00.000Z"})
+        );
+        let in_data = AckSpec {
+            in_data: true,
+            ..ack
+        };
+        let mut event_shape = spec(FrameStyle::Nested, None);
+        event_shape.type_field = "event".into();
+        let f = encode_ack(&event_shape, &in_data, 1_771_329_600_000);
+        assert_eq!(
+            parse(&f),
+            serde_json::json!({"event":"heartbeat_ack","data":{"timestamp":"2026-02-17T12:00:00.000Z"}})
         );
     }
 
