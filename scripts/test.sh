@@ -60,6 +60,34 @@ if ! "$py/bin/schemathesis" --version >/dev/null 2>&1 || ! [ -x "$py/bin/openapi
 fi
 export PATH="$py/bin:$PATH"
 
+# The docsfy CLI from PyPI (declares Python >= 3.12), run unchanged by the
+# docsfy suite. A Python new enough is looked for as a user would: on PATH
+# (python3.13, python3.12, python3), then among pyenv's installed versions.
+# When none can be had, the reason is left for the suite to report.
+docsfy="$PWD/target/docsfy-venv"
+rm -f "$docsfy.why"
+if ! "$docsfy/bin/docsfy" --help >/dev/null 2>&1; then
+  found=""
+  candidates="python3.13 python3.12 python3"
+  if command -v pyenv >/dev/null 2>&1; then
+    for v in "$(pyenv root)"/versions/3.*; do candidates="$candidates $v/bin/python3"; done
+  fi
+  for py3 in $candidates; do
+    if "$py3" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then
+      found="$py3"; break
+    fi
+  done
+  if [ -n "$found" ]; then
+    echo "installing docsfy 1.9.3 from PyPI with $found into target/docsfy-venv"
+    rm -rf "$docsfy"
+    "$found" -m venv "$docsfy"
+    "$docsfy/bin/pip" install -q "docsfy==1.9.3" || echo "pip install docsfy==1.9.3 failed (PyPI unreachable?)" > "$docsfy.why"
+  else
+    mkdir -p target
+    echo "no Python >= 3.12 found (docsfy 1.9.3 requires it): tried $candidates; install one (pyenv install 3.12, or apt-get install python3.12) and rerun" > "$docsfy.why"
+  fi
+fi
+
 # The black-box suites run the gateway binary, so build it first.
 cargo build --workspace --bins
 log=$(mktemp)

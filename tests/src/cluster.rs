@@ -5,6 +5,7 @@ use anyhow::Result;
 
 use crate::gateway::{Gateway, GatewayOptions};
 use crate::redis::RedisServer;
+use crate::tokens::OPERATOR_KEY;
 use crate::wait::wait_until;
 
 /// One Redis and `n` gateway replicas on it, plus a publisher.
@@ -21,13 +22,29 @@ impl Cluster {
         Self::on(RedisServer::start().await?, n, config).await
     }
 
+    /// `n` replicas whose server API (and console) take [`OPERATOR_KEY`].
+    pub async fn with_operator_key(n: usize, config: Option<String>) -> Result<Self> {
+        let env = vec![("HERALD_API_KEY".to_owned(), OPERATOR_KEY.to_owned())];
+        Self::on_with(RedisServer::start().await?, n, config, env).await
+    }
+
     /// `n` replicas on a given Redis.
     pub async fn on(redis: RedisServer, n: usize, config: Option<String>) -> Result<Self> {
+        Self::on_with(redis, n, config, Vec::new()).await
+    }
+
+    async fn on_with(
+        redis: RedisServer,
+        n: usize,
+        config: Option<String>,
+        env: Vec<(String, String)>,
+    ) -> Result<Self> {
         let mut gateways = Vec::new();
         for _ in 0..n {
             let gw = Gateway::start(GatewayOptions {
                 redis_url: Some(redis.url()),
                 config: config.clone(),
+                env: env.clone(),
                 ..Default::default()
             })
             .await?;

@@ -21,6 +21,7 @@
 //!   [`unix_now`].
 //! - `wait`: [`EVENT_TIMEOUT`], [`wait_until`]; `process`: scratch dirs,
 //!   free ports.
+//! - `front`: [`Front`], a path-routing loopback front door with failover.
 //! - `node`: [`NodeScript`], real JavaScript clients and the browser driver
 //!   in `tests/clients/`.
 //! - `assertions`: [`assert_error_frame`].
@@ -28,6 +29,7 @@
 mod assertions;
 mod cluster;
 mod config;
+mod front;
 mod gateway;
 mod http;
 mod node;
@@ -45,6 +47,7 @@ mod ws;
 pub use assertions::assert_error_frame;
 pub use cluster::Cluster;
 pub use config::{FAST_PROBES, default_config, deploy_config, profile_config};
+pub use front::{Front, Upstream};
 pub use gateway::{Gateway, GatewayOptions, gateway_binary, heraldctl, readiness_dip};
 pub use http::{http_get, metric};
 pub use node::{NodeScript, clients_dir};
@@ -55,8 +58,8 @@ pub use resp::{RedisConnection, Reply};
 pub use sentinel::Sentinels;
 pub use sse::{SseClient, SseEvent, SseResponse};
 pub use tokens::{
-    ADMIN_KEY, JWT_SECRET, admin_jwt_signed_with, base64url, jwt, jwt_from_claims, jwt_with_topics,
-    unix_now,
+    ADMIN_KEY, JWT_SECRET, OPERATOR_KEY, admin_jwt_signed_with, base64url, jwt, jwt_from_claims,
+    jwt_with_topics, unix_now,
 };
 pub use wait::{EVENT_TIMEOUT, wait_until};
 pub use ws::{Closed, WsClient};

@@ -4,6 +4,9 @@
 
 /// The admin key every test gateway gets.
 pub const ADMIN_KEY: &str = "test-admin-key-0123456789";
+/// The server API's operator key (`HERALD_API_KEY`), for gateways started
+/// with [`crate::Cluster::with_operator_key`].
+pub const OPERATOR_KEY: &str = "test-operator-key-0123456789";
 /// The JWT secret every test gateway gets.
 pub const JWT_SECRET: &str = "test-jwt-secret-0123456789";
 
