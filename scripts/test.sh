@@ -33,6 +33,15 @@ if ! command -v promtool >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus
 fi
 
+# The browser suites drive Debian's Chromium (headless).
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "chromium not found: installing it"
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium
+fi
+
 # Real JavaScript clients (tests/clients/: an AgentHQ SDK-shaped client on
 # `ws`, and playwright-core driving Chromium) need Node.js 20+ and their npm
 # packages, installed from package-lock.json when missing or out of date.

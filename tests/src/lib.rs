@@ -21,12 +21,14 @@
 //!   [`unix_now`].
 //! - `wait`: [`EVENT_TIMEOUT`], [`wait_until`]; `process`: scratch dirs,
 //!   free ports.
+//! - `browser`: [`Browser`], headless Chromium through playwright-core.
 //! - `front`: [`Front`], a path-routing loopback front door with failover.
 //! - `node`: [`NodeScript`], real JavaScript clients and the browser driver
 //!   in `tests/clients/`.
 //! - `assertions`: [`assert_error_frame`].
 
 mod assertions;
+mod browser;
 mod cluster;
 mod config;
 mod front;
@@ -45,6 +47,7 @@ mod wait;
 mod ws;
 
 pub use assertions::assert_error_frame;
+pub use browser::{Browser, screenshots_dir};
 pub use cluster::Cluster;
 pub use config::{FAST_PROBES, default_config, deploy_config, profile_config};
 pub use front::{Front, Upstream};
