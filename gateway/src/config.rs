@@ -33,6 +33,7 @@ pub mod env {
     pub const UNREADY_MS: &str = "HERALD_UNREADY_MS";
     pub const API_KEY: &str = "HERALD_API_KEY";
     pub const API_LISTEN: &str = "HERALD_API_LISTEN";
+    pub const API_CONSOLE: &str = "HERALD_API_CONSOLE";
 }
 
 /// Why the configuration was refused.
@@ -423,6 +424,9 @@ pub struct ApiConfig {
     /// How long a publish keeps retrying through a Redis outage or failover
     /// before answering 503 (0: no retry). Default 10000.
     pub publish_retry_ms: u64,
+    /// Serve the operator console at `{prefix}/console` (signing in takes
+    /// the operator key, `HERALD_API_KEY`). Default false. `HERALD_API_CONSOLE`.
+    pub console: bool,
     /// Keys for backends, stored as SHA-256, each with its capabilities.
     pub keys: Vec<ApiKeyConfig>,
     /// `HERALD_API_KEY`: the operator key, every capability. Environment only.
@@ -440,6 +444,7 @@ impl Default for ApiConfig {
             max_batch: 1000,
             idempotency_ttl_ms: 86_400_000,
             publish_retry_ms: 10_000,
+            console: false,
             keys: Vec::new(),
             operator_key: None,
         }
@@ -578,6 +583,18 @@ impl Config {
         self.auth.jwt_secret = env(env::JWT_SECRET).filter(|s| !s.is_empty()).map(Secret);
         self.auth.admin_key = env(env::ADMIN_KEY).filter(|s| !s.is_empty()).map(Secret);
         self.api.operator_key = env(env::API_KEY).filter(|s| !s.is_empty()).map(Secret);
+        if let Some(v) = env(env::API_CONSOLE).filter(|v| !v.is_empty()) {
+            self.api.console = match v.as_str() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                _ => {
+                    return Err(ConfigError::Env {
+                        var: env::API_CONSOLE,
+                        reason: format!("`{v}` is not true or false"),
+                    });
+                }
+            };
+        }
         if let Some(v) = env(env::API_LISTEN).filter(|v| !v.is_empty()) {
             self.api.listen = Some(v.parse().map_err(|e| ConfigError::Env {
                 var: env::API_LISTEN,
@@ -721,6 +738,12 @@ impl Config {
         }
         if self.api.max_body_bytes < 1024 {
             return invalid("api.max_body_bytes", "must be at least 1024".to_owned());
+        }
+        if self.api.console && !self.api.enabled {
+            return invalid(
+                "api.console",
+                "the console runs on the server API: it needs api.enabled".to_owned(),
+            );
         }
         if self.api.max_batch == 0 {
             return invalid("api.max_batch", "must be at least 1".to_owned());

@@ -8,7 +8,9 @@
 //! - [`router`]: the HTTP surface; [`route`]: one handler per profile (address
 //!   caps from [`limits`], `Origin`, authentication with [`auth`]) that picks a transport.
 //! - [`api`]: the server API for backends (publish, snapshots, resync,
-//!   listings) under `api.prefix`, over the same seams.
+//!   listings) under `api.prefix`, over the same seams; [`console`]: the
+//!   operator console page on top of it, fed by [`replicas`] (what each
+//!   replica reports about itself through the store).
 //! - [`ws`], [`sse`]: transports, thin adapters that move a session's frames.
 //! - [`conn`]: the session, written once for every transport: admission,
 //!   lease, presence, topics, snapshot, replay, live events, commands,
@@ -30,6 +32,7 @@ pub mod backends;
 pub mod broker;
 pub mod config;
 pub mod conn;
+pub mod console;
 pub mod hub;
 pub mod lease;
 pub mod limits;
@@ -37,6 +40,7 @@ pub mod metrics;
 pub mod presence;
 pub mod probe;
 pub mod profile;
+pub mod replicas;
 pub mod route;
 pub mod router;
 pub mod server;
@@ -155,6 +159,8 @@ pub async fn run(
         prometheus,
     });
 
+    let reporting = CancellationToken::new();
+    tokio::spawn(replicas::report(Arc::clone(&state), reporting.clone()));
     let app = router::router(Arc::clone(&state));
     let drain_state = Arc::clone(&state);
     let stop = CancellationToken::new();
@@ -188,6 +194,7 @@ pub async fn run(
     drain_state.shutdown.begin();
     state.shutdown.wait().await;
     probing.cancel();
+    reporting.cancel();
     tracing::info!("stopped");
     Ok(())
 }

@@ -68,6 +68,11 @@ async fn main() -> anyhow::Result<()> {
             development_banner(&dev, addr, api_addr, &config.api.prefix)
         );
     }
+    if config.api.console && config.api.operator_key.is_none() {
+        anyhow::bail!(
+            "api.console: the console signs in with the operator key; set HERALD_API_KEY"
+        );
+    }
     // One stable line on stdout, so supervisors and tests learn the bound port.
     if api_listener.is_some() {
         println!("herald-gateway server API on {api_addr}");

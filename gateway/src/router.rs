@@ -11,7 +11,6 @@ use axum::response::IntoResponse;
 use axum::routing::{any, get};
 
 use crate::route;
-use crate::shutdown::Phase;
 use crate::state::AppState;
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -52,14 +51,9 @@ pub fn api_router(state: Arc<AppState>) -> Router {
 }
 
 async fn readyz(State(app): State<Arc<AppState>>) -> impl IntoResponse {
-    if app.shutdown.phase() != Phase::Running {
-        (StatusCode::SERVICE_UNAVAILABLE, "draining")
-    } else if !app.broker.is_ready() {
-        (StatusCode::SERVICE_UNAVAILABLE, "broker not ready")
-    } else if !app.probe.ok() {
-        (StatusCode::SERVICE_UNAVAILABLE, "delivery probes missing")
-    } else {
-        (StatusCode::OK, "ready")
+    match app.readiness() {
+        Ok(()) => (StatusCode::OK, "ready"),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
     }
 }
 

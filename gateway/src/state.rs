@@ -38,6 +38,21 @@ pub struct AppState {
     pub prometheus: Option<PrometheusHandle>,
 }
 
+impl AppState {
+    /// What `/readyz` answers: ready, or why not.
+    pub fn readiness(&self) -> Result<(), &'static str> {
+        if self.shutdown.phase() != crate::shutdown::Phase::Running {
+            Err("draining")
+        } else if !self.broker.is_ready() {
+            Err("broker not ready")
+        } else if !self.probe.ok() {
+            Err("delivery probes missing")
+        } else {
+            Ok(())
+        }
+    }
+}
+
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")

@@ -92,6 +92,12 @@ impl Keys {
         format!("{}:presence:index", self.prefix)
     }
 
+    /// Hash of replica id → its latest report (JSON with `at_ms`), read by
+    /// the console and `GET /cluster/replicas`.
+    pub fn replicas(&self) -> String {
+        format!("{}:replicas", self.prefix)
+    }
+
     /// Principal record of an API key, by the key's SHA-256 (hex).
     pub fn api_key(&self, key_hash: &str) -> String {
         format!("{}:apikey:{key_hash}", self.prefix)

@@ -22,9 +22,17 @@ impl Cluster {
         Self::on(RedisServer::start().await?, n, config).await
     }
 
-    /// `n` replicas whose server API (and console) take [`OPERATOR_KEY`].
+    /// `n` replicas whose server API takes [`OPERATOR_KEY`].
     pub async fn with_operator_key(n: usize, config: Option<String>) -> Result<Self> {
-        let env = vec![("HERALD_API_KEY".to_owned(), OPERATOR_KEY.to_owned())];
+        Self::with_env(n, config, &[("HERALD_API_KEY", OPERATOR_KEY)]).await
+    }
+
+    /// `n` replicas with extra environment variables.
+    pub async fn with_env(n: usize, config: Option<String>, env: &[(&str, &str)]) -> Result<Self> {
+        let env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         Self::on_with(RedisServer::start().await?, n, config, env).await
     }
 

@@ -17,7 +17,8 @@ pub fn clients_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("clients")
 }
 
-/// A running `node tests/clients/SCRIPT …`, killed on drop.
+/// A running `node tests/clients/SCRIPT …` in a process group of its own,
+/// killed with everything it started (a browser) on drop.
 #[derive(Debug)]
 pub struct NodeScript {
     child: Child,
@@ -44,6 +45,9 @@ impl NodeScript {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
+            // Its own group, so a drop also ends the browser it launched
+            // (which would otherwise hold the test's output open).
+            .process_group(0)
             .spawn()
             .context("cannot start `node` (Node.js 20+ is needed: apt-get install nodejs npm)")?;
         let stdin = child.stdin.take().context("node stdin")?;
@@ -104,5 +108,16 @@ impl NodeScript {
             .await
             .context("the Node script did not exit")??;
         Ok(status.code())
+    }
+}
+
+impl Drop for NodeScript {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 }

@@ -88,6 +88,24 @@ async fn conformance(store: Arc<dyn Store>) -> Result<()> {
         store.claim_once("idem-short", "y", 50).await.ok() == Some(None)
     })
     .await?;
+
+    // Replica reports: the latest per replica, a stale one dropped for good.
+    assert!(store.replica_reports(10_000, 5_000).await?.is_empty());
+    store.put_replica_report("r-b", r#"{"n":1}"#, 9_000).await?;
+    store.put_replica_report("r-a", r#"{"n":2}"#, 2_000).await?;
+    store.put_replica_report("r-b", r#"{"n":3}"#, 9_500).await?;
+    assert_eq!(
+        store.replica_reports(10_000, 5_000).await?,
+        [r#"{"n":3}"#],
+        "r-a is stale; r-b's newest report"
+    );
+    store.put_replica_report("r-a", r#"{"n":4}"#, 1_000).await?;
+    store.put_replica_report("r-c", r#"{"n":5}"#, 9_900).await?;
+    assert_eq!(
+        store.replica_reports(10_000, 60_000).await?,
+        [r#"{"n":4}"#, r#"{"n":3}"#, r#"{"n":5}"#],
+        "by replica id"
+    );
     Ok(())
 }
 

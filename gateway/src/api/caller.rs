@@ -1,6 +1,7 @@
 //! Who is calling the server API: the operator key (`HERALD_API_KEY`) or a
-//! backend key from `api.keys`, each with its capabilities. End-user
-//! credentials (JWTs, end-user API keys, sessions) are never accepted here.
+//! backend key from `api.keys`, each with its capabilities, or the operator
+//! console's session (see [`crate::console`]). End-user credentials (JWTs,
+//! end-user API keys, sessions) are never accepted here.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -82,6 +83,16 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             && !app.limits.connect_allowed(ip)
         {
             return Err(Problem::rate_limited());
+        }
+        // The operator console: its session cookie, on a request only a page
+        // of this origin can make (a custom header needs CORS, never granted).
+        if app.config.api.console
+            && parts.headers.contains_key(crate::console::HEADER)
+            && crate::console::signed_in(app, &parts.headers)
+        {
+            return Ok(Self {
+                capabilities: vec![Capability::Admin],
+            });
         }
         let key = parts
             .headers

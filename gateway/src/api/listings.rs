@@ -1,16 +1,20 @@
 //! What is live: this replica's topics and connections, the cluster's
-//! topics as the broker sees them, and presence.
+//! topics as the broker sees them, every replica's report, presence, and a
+//! topic's latest events.
 
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use herald_shared::Topic;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use super::caller::Caller;
 use super::problem::Problem;
 use crate::config::Capability;
+use crate::replicas::ReplicaReport;
 use crate::state::AppState;
 
 #[derive(Debug, Serialize)]
@@ -141,5 +145,65 @@ pub(super) async fn presence(
         key,
         online: members > 0,
         members,
+    }))
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct Replicas {
+    replicas: Vec<ReplicaReport>,
+}
+
+/// `GET /cluster/replicas`: every live replica's latest report (this one's
+/// first, current), as the operator console shows them.
+pub(super) async fn cluster_replicas(
+    State(app): State<Arc<AppState>>,
+    caller: Caller,
+) -> Result<Json<Replicas>, Problem> {
+    caller.require(Capability::Admin)?;
+    let replicas = crate::replicas::all(&app).await?;
+    Ok(Json(Replicas { replicas }))
+}
+
+/// Most events `GET /history/{topic}` answers with.
+const MAX_TAIL: usize = 100;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TailQuery {
+    last: Option<usize>,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct Tail {
+    topic: String,
+    /// Oldest first, as stored (the envelope with its `offset`).
+    events: Vec<Box<RawValue>>,
+}
+
+/// `GET /history/{topic}?last=N`: the topic's latest events from its history
+/// (every replica reads the same), at most 100, oldest first.
+pub(super) async fn history(
+    State(app): State<Arc<AppState>>,
+    caller: Caller,
+    Path(topic): Path<String>,
+    query: Result<Query<TailQuery>, QueryRejection>,
+) -> Result<Json<Tail>, Problem> {
+    caller.require(Capability::Admin)?;
+    let topic = Topic::parse(&topic).map_err(|e| Problem::invalid(format!("topic: {e}")))?;
+    let Query(query) = query.map_err(|e| Problem::invalid(e.body_text()))?;
+    let last = query.last.unwrap_or(20);
+    if !(1..=MAX_TAIL).contains(&last) {
+        return Err(Problem::invalid(format!("last: 1 to {MAX_TAIL}")));
+    }
+    let events = app
+        .store
+        .history_last(topic.as_str(), last)
+        .await?
+        .into_iter()
+        .filter_map(|(_, json)| RawValue::from_string(json).ok())
+        .collect();
+    Ok(Json(Tail {
+        topic: topic.to_string(),
+        events,
     }))
 }

@@ -114,6 +114,12 @@ pub fn endpoints() -> Vec<Endpoint> {
         e(Method::GET, "/connections", get(listings::connections)),
         e(
             Method::GET,
+            "/cluster/replicas",
+            get(listings::cluster_replicas),
+        ),
+        e(Method::GET, "/history/{topic}", get(listings::history)),
+        e(
+            Method::GET,
             "/presence/{topic}/{key}",
             get(listings::presence),
         ),
@@ -133,6 +139,9 @@ pub fn router(app: &AppState) -> Router<Arc<AppState>> {
     let mut router = Router::new();
     for (path, handlers) in by_path {
         router = router.route(path, handlers);
+    }
+    if app.config.api.console {
+        router = router.merge(crate::console::router());
     }
     router
         .fallback(|| async { Problem::not_found("no such endpoint") })
@@ -156,11 +165,11 @@ async fn openapi(
 
 async fn as_problem(response: axum::response::Response) -> axum::response::Response {
     let status = response.status();
-    let is_problem = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+    let kind = response.headers().get(header::CONTENT_TYPE);
+    let is_problem = kind.is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    // The console's own pages (its sign-in form answers 401) stay HTML.
+    let is_page = kind.is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem || is_page {
         return response;
     }
     let allow = response.headers().get(header::ALLOW).cloned();

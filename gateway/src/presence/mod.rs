@@ -111,6 +111,15 @@ impl Presence {
         presence
     }
 
+    /// Keys this replica holds members of, with how many connections each.
+    pub fn held(&self) -> Vec<(Topic, String, u64)> {
+        let mut counts: HashMap<(Topic, String), u64> = HashMap::new();
+        for h in self.held.lock().values() {
+            *counts.entry((h.topic.clone(), h.key.clone())).or_default() += 1;
+        }
+        counts.into_iter().map(|((t, k), n)| (t, k, n)).collect()
+    }
+
     fn envelope(&self, topic: &Topic, event_type: &str, data: &RawValue) -> Envelope {
         let n = self.seq.fetch_add(1, Ordering::Relaxed);
         let id = format!("presence-{}-{n}", self.replica);

@@ -29,6 +29,8 @@ pub struct MemoryStore {
     claims: Mutex<Claims>,
     /// Shared with the memory broker, which appends to it.
     history: Arc<MemoryHistory>,
+    /// Replica id → (report, when).
+    replicas: Mutex<HashMap<String, (String, i64)>>,
 }
 
 /// Idempotency keys: key → (first value, expiry), and when expired ones
@@ -137,6 +139,33 @@ impl Store for MemoryStore {
             }
         };
         ready(Ok(first)).boxed()
+    }
+
+    fn put_replica_report<'a>(
+        &'a self,
+        replica: &'a str,
+        report: &'a str,
+        at_ms: i64,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.replicas
+            .lock()
+            .insert(replica.to_owned(), (report.to_owned(), at_ms));
+        ready(Ok(())).boxed()
+    }
+
+    fn replica_reports(
+        &self,
+        now_ms: i64,
+        stale_ms: i64,
+    ) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        let mut replicas = self.replicas.lock();
+        replicas.retain(|_, (_, at)| now_ms - *at <= stale_ms);
+        let mut reports: Vec<(String, String)> = replicas
+            .iter()
+            .map(|(id, (r, _))| (id.clone(), r.clone()))
+            .collect();
+        reports.sort();
+        ready(Ok(reports.into_iter().map(|(_, r)| r).collect())).boxed()
     }
 
     fn release_claim<'a>(

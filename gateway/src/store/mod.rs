@@ -129,6 +129,21 @@ pub trait Store: Send + Sync + 'static {
         topic: &'a str,
         registered: bool,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Store this replica's report (JSON); it is dropped by readers once
+    /// `stale_ms` passes without a newer one (the replica died).
+    fn put_replica_report<'a>(
+        &'a self,
+        replica: &'a str,
+        report: &'a str,
+        at_ms: i64,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Every replica's latest report, reported within `stale_ms` of `now_ms`;
+    /// older ones are deleted.
+    fn replica_reports(
+        &self,
+        now_ms: i64,
+        stale_ms: i64,
+    ) -> BoxFuture<'_, Result<Vec<String>, StoreError>>;
     /// Forget an idempotency key if it still holds `value` (the work it
     /// guarded failed, so a retry must do it).
     fn release_claim<'a>(

@@ -1,6 +1,8 @@
 //! Redis-backed store, on the same keys `herald-publisher` writes.
 
-use fred::interfaces::{KeysInterface, LuaInterface, SetsInterface, StreamsInterface};
+use fred::interfaces::{
+    HashesInterface, KeysInterface, LuaInterface, SetsInterface, StreamsInterface,
+};
 use std::collections::HashMap;
 
 use fred::prelude::Client;
@@ -115,6 +117,55 @@ impl Store for RedisStore {
                 )
                 .await
                 .map_err(unavailable)
+        }
+        .boxed()
+    }
+
+    fn put_replica_report<'a>(
+        &'a self,
+        replica: &'a str,
+        report: &'a str,
+        at_ms: i64,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        async move {
+            // The time rides in the value so readers can drop a dead
+            // replica's report without a key per replica.
+            let value = format!("{at_ms} {report}");
+            self.client
+                .hset::<i64, _, _>(self.keys.replicas(), (replica, value))
+                .await
+                .map(drop)
+                .map_err(unavailable)
+        }
+        .boxed()
+    }
+
+    fn replica_reports(
+        &self,
+        now_ms: i64,
+        stale_ms: i64,
+    ) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        async move {
+            let key = self.keys.replicas();
+            let all: HashMap<String, String> =
+                self.client.hgetall(&key).await.map_err(unavailable)?;
+            let mut live = Vec::new();
+            let mut stale = Vec::new();
+            for (replica, value) in all {
+                let (at, report) = value.split_once(' ').unwrap_or(("0", ""));
+                match at.parse::<i64>() {
+                    Ok(at) if now_ms - at <= stale_ms => live.push((replica, report.to_owned())),
+                    _ => stale.push(replica),
+                }
+            }
+            if !stale.is_empty() {
+                self.client
+                    .hdel::<i64, _, _>(&key, stale)
+                    .await
+                    .map_err(unavailable)?;
+            }
+            live.sort();
+            Ok(live.into_iter().map(|(_, r)| r).collect())
         }
         .boxed()
     }
