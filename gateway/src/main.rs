@@ -44,14 +44,12 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     init_tracing(config.log.format);
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
+    let listener = herald_gateway::server::bind(config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     let api_listener = match config.api.listen.filter(|_| config.api.enabled) {
         Some(at) => Some(
-            tokio::net::TcpListener::bind(at)
-                .await
+            herald_gateway::server::bind(at)
                 .with_context(|| format!("cannot listen on {at} (api.listen)"))?,
         ),
         None => None,

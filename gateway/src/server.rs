@@ -21,6 +21,22 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
+/// Pending connections the kernel queues before the gateway accepts them
+/// (capped by `net.core.somaxconn`). The usual 128 overflows under a
+/// reconnect storm: clients then wait for SYN retransmits (1 s, 3 s, …).
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Bind a listener with [`LISTEN_BACKLOG`].
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Idle time before the first keepalive probe, and between probes.
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);

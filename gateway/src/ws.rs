@@ -142,7 +142,7 @@ pub async fn serve(
     let result = match auth {
         crate::route::PendingAuth::Done(result) => result,
         crate::route::PendingAuth::FirstMessage(source) => {
-            transport.first_message_auth(&app, &profile, &source).await
+            Box::pin(transport.first_message_auth(&app, &profile, &source)).await
         }
     };
     let principal = match result {
@@ -150,7 +150,7 @@ pub async fn serve(
         Err(e) => {
             profile.metrics.auth_failure(e.reason());
             tracing::info!(route = %profile.spec.name, reason = e.reason(), "authentication failed");
-            transport.close(&profile, CloseReason::from_auth(&e)).await;
+            Box::pin(transport.close(&profile, CloseReason::from_auth(&e))).await;
             return;
         }
     };
@@ -160,8 +160,10 @@ pub async fn serve(
         principal,
         path,
     };
-    match conn.open(resume).await {
+    // Only the session's idle loop stays inline in the connection's task;
+    // admission and refusals are boxed (see `Session::run`).
+    match Box::pin(conn.open(resume)).await {
         Ok(session) => session.serve(&mut transport).await,
-        Err(reason) => transport.close(&profile, reason).await,
+        Err(reason) => Box::pin(transport.close(&profile, reason)).await,
     }
 }

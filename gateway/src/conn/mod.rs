@@ -230,8 +230,9 @@ impl Session {
     /// the transport with the reason.
     pub async fn serve<T: Transport>(mut self, transport: &mut T) {
         let reason = self.run(transport).await;
-        self.conn.release(&self.held).await;
-        transport.close(&self.conn.profile, reason).await;
+        // Boxed, as every step that is not the idle loop (see `run`).
+        Box::pin(self.conn.release(&self.held)).await;
+        Box::pin(transport.close(&self.conn.profile, reason)).await;
         self.conn.ended(reason);
     }
 
@@ -240,8 +241,12 @@ impl Session {
         let sub = Arc::clone(&self.held.sub);
         // Subscribed before the snapshot is read: an update made after the
         // snapshot was stored reaches the client as an event after it.
+        // A connection's task is as large as its largest state, and idle
+        // connections sit in the loop below: every other await of the session
+        // (snapshot, replay, client commands, release, close) is boxed so its
+        // state machine lives on the heap only while it runs.
         if conn.profile.spec.snapshot.is_some() {
-            match conn.snapshot_frame().await {
+            match Box::pin(conn.snapshot_frame()).await {
                 Some(frame) => {
                     if let Err(r) = conn.write(transport, vec![Outbound::plain(frame)]).await {
                         return r;
@@ -281,9 +286,9 @@ impl Session {
         );
         let latest = self.latest.take();
         let cursor = &mut self.cursor;
-        if let Err(r) = conn
-            .replay_history(transport, &self.topics, latest, cursor, self.announce)
-            .await
+        if let Err(r) =
+            Box::pin(conn.replay_history(transport, &self.topics, latest, cursor, self.announce))
+                .await
         {
             return r;
         }
@@ -309,7 +314,7 @@ impl Session {
                     }
                     Inbound::Text(text) => {
                         let frame = conn.client_frame(transport, &sub, text.as_str(), heartbeat.as_mut(), &mut channels, cursor);
-                        if let Err(r) = frame.await {
+                        if let Err(r) = Box::pin(frame).await {
                             return r;
                         }
                     }
