@@ -131,7 +131,7 @@ fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Clone, Deserialize, JsonSchema)]
 // Every field defaults, from `Default` below: the one place defaults live.
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
@@ -158,6 +158,17 @@ pub struct RedisConfig {
     pub database: Option<u8>,
     /// Prefix of every key and channel. Default `herald`; `HERALD_REDIS_PREFIX`.
     pub prefix: String,
+}
+
+impl std::fmt::Debug for RedisConfig {
+    /// Through the target's own `Debug`, which never shows a password (nor a
+    /// URL, which may carry one).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("target", &self.target())
+            .field("prefix", &self.prefix)
+            .finish()
+    }
 }
 
 /// How the Redis deployment is laid out (`redis.mode`).
@@ -966,6 +977,13 @@ mod tests {
         assert_eq!(c.redis.url, "redis://127.0.0.1:1");
         assert_eq!(c.auth.admin_key.as_ref().map(Secret::expose), Some("k"));
         assert_eq!(format!("{:?}", c.auth.admin_key), "Some(Secret(***))");
+        let with_password = |k: &str| {
+            (k == env::REDIS_URL).then(|| "rediss://app:hunter2-pass@redis.example:6380".to_owned())
+        };
+        let c = Config::load(None, with_password).expect("valid");
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2-pass"), "{shown}");
+        assert!(shown.contains("rediss"), "the scheme still shows: {shown}");
         let bad = |k: &str| (k == env::LISTEN).then(|| "nope".to_owned());
         let e = Config::load(None, bad).expect_err("bad listen");
         assert!(e.to_string().contains("HERALD_LISTEN"), "{e}");

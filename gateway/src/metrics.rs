@@ -34,6 +34,10 @@ const BUILD_INFO: &str = "herald_build_info";
 const PROBE_OK: &str = "herald_delivery_probe_ok";
 const PROBE_MISSED: &str = "herald_delivery_probes_missed_total";
 const PROBE_ROUND_TRIP: &str = "herald_delivery_probe_seconds";
+const DRAINING: &str = "herald_draining";
+const OPEN_FDS: &str = "herald_process_open_fds";
+const MAX_FDS: &str = "herald_process_max_fds";
+const RESIDENT: &str = "herald_process_resident_memory_bytes";
 
 /// Lag buckets, in seconds: sub-millisecond to multi-second.
 const LAG_BUCKETS: [f64; 14] = [
@@ -104,7 +108,22 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
         PROBE_ROUND_TRIP,
         "Time from publishing a delivery probe to receiving it."
     );
+    describe_gauge!(
+        DRAINING,
+        "1 from SIGTERM until exit: not ready, then closing sockets; 0 while serving."
+    );
+    describe_gauge!(
+        OPEN_FDS,
+        "File descriptors the process holds (one per connection, plus listeners and Redis)."
+    );
+    describe_gauge!(
+        MAX_FDS,
+        "The process's open-file limit: connections beyond it are refused by the kernel."
+    );
+    describe_gauge!(RESIDENT, "Resident memory of the process, in bytes.");
     gauge!(PROBE_OK).set(0.0);
+    gauge!(DRAINING).set(0.0);
+    sample_process();
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     // Present from the start: an alert on `== 0` must also catch a replica
     // that never connected (the broker sets it as it connects).
@@ -112,12 +131,53 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
     Ok(handle)
 }
 
-/// Keeps histogram windows from growing without a scrape.
+/// Keeps histogram windows from growing without a scrape, and samples the
+/// process gauges.
 pub async fn upkeep(handle: PrometheusHandle) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         tick.tick().await;
         handle.run_upkeep();
+        sample_process();
+    }
+}
+
+/// The replica began its shutdown (`/readyz` fails from now on).
+pub fn draining() {
+    gauge!(DRAINING).set(1.0);
+}
+
+/// File descriptors, their limit and resident memory, from `/proc/self`
+/// (Linux); left unset where it cannot be read.
+fn sample_process() {
+    if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+        gauge!(OPEN_FDS).set(dir.count() as f64);
+    }
+    let limit = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+            line.trim_start_matches("Max open files")
+                .split_whitespace()
+                .next()?
+                .parse::<f64>()
+                .ok()
+        });
+    if let Some(limit) = limit {
+        gauge!(MAX_FDS).set(limit);
+    }
+    let rss_kib = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))?
+                .split_whitespace()
+                .next()?
+                .parse::<f64>()
+                .ok()
+        });
+    if let Some(kib) = rss_kib {
+        gauge!(RESIDENT).set(kib * 1024.0);
     }
 }
 

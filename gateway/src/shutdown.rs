@@ -72,11 +72,13 @@ impl Shutdown {
     /// Report not-ready (`/readyz` 503) while still serving.
     pub fn unready(&self) {
         self.phase.store(Phase::Draining as u8, Ordering::Release);
+        crate::metrics::draining();
     }
 
     /// Begin draining: not ready, sockets told to close.
     pub fn begin(&self) {
         self.phase.store(Phase::Draining as u8, Ordering::Release);
+        crate::metrics::draining();
         tracing::info!(
             drain_ms = self.drain.as_millis() as u64,
             "draining connections"

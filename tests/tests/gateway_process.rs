@@ -6,8 +6,8 @@ use anyhow::Result;
 use herald_publisher::Topic;
 use herald_tests::profiles::BUILDS as CUSTOM_PROFILE;
 use herald_tests::{
-    ADMIN_KEY, Cluster, Gateway, GatewayOptions, WsClient, gateway_binary, jwt, scratch_dir,
-    unix_now,
+    ADMIN_KEY, Cluster, Gateway, GatewayOptions, WsClient, gateway_binary, jwt, metric,
+    scratch_dir, unix_now,
 };
 use serde_json::json;
 
@@ -433,8 +433,22 @@ async fn sigterm_reports_not_ready_while_still_serving_then_drains() -> Result<(
     gw.wait_ready(true).await?;
     let mut early = WsClient::connect(&gw.ws_url(&format!("/api/ws?token={ADMIN_KEY}"))).await?;
     assert_eq!(early.next_json().await?["type"], "sync");
+    let (_, serving) = gw.get("/metrics").await?;
+    assert_eq!(metric(&serving, "herald_draining"), Some(0.0), "{serving}");
+    // The process gauges, sampled from /proc/self.
+    let fds = metric(&serving, "herald_process_open_fds").unwrap_or(0.0);
+    let limit = metric(&serving, "herald_process_max_fds").unwrap_or(0.0);
+    assert!(fds >= 3.0 && limit >= fds, "fds {fds} of {limit}");
+    let rss = metric(&serving, "herald_process_resident_memory_bytes").unwrap_or(0.0);
+    assert!(rss > 1_000_000.0, "resident {rss}");
     gw.signal("TERM").await?;
     gw.wait_ready(false).await?;
+    let (_, draining) = gw.get("/metrics").await?;
+    assert_eq!(
+        metric(&draining, "herald_draining"),
+        Some(1.0),
+        "{draining}"
+    );
     // Not ready, yet still accepting and serving.
     let mut late = WsClient::connect(&gw.ws_url(&format!("/api/ws?token={ADMIN_KEY}"))).await?;
     assert_eq!(late.next_json().await?["type"], "sync");
