@@ -58,24 +58,31 @@ pub struct PresenceCount {
     pub connections: u64,
 }
 
+/// Open connections of each route on this replica, in profile order.
+pub fn route_counts(app: &AppState) -> impl Iterator<Item = (String, u64)> + '_ {
+    app.profiles
+        .profiles
+        .iter()
+        .map(|p| (p.spec.name.clone(), p.metrics.open() as u64))
+}
+
+/// Every topic this replica holds with its local subscribers, unordered.
+pub fn topic_counts(app: &AppState) -> Vec<TopicCount> {
+    app.hub
+        .topic_counts()
+        .into_iter()
+        .map(|(topic, n)| TopicCount {
+            topic: topic.to_string(),
+            subscribers: n as u64,
+        })
+        .collect()
+}
+
 impl ReplicaReport {
     /// This replica now.
     pub fn of(app: &AppState) -> Self {
-        let routes = app
-            .profiles
-            .profiles
-            .iter()
-            .map(|p| (p.spec.name.clone(), p.metrics.open() as u64))
-            .collect();
-        let mut topics: Vec<TopicCount> = app
-            .hub
-            .topic_counts()
-            .into_iter()
-            .map(|(topic, n)| TopicCount {
-                topic: topic.to_string(),
-                subscribers: n as u64,
-            })
-            .collect();
+        let routes = route_counts(app).collect();
+        let mut topics = topic_counts(app);
         let held = topics.len() as u64;
         topics.sort_by(|a, b| {
             b.subscribers

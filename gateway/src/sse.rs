@@ -86,7 +86,7 @@ impl Transport for SseTransport {
 /// The HTTP status and error body for a refusal before the stream starts.
 fn refuse(profile: &CompiledProfile, reason: CloseReason) -> Response {
     let status = match reason {
-        CloseReason::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+        CloseReason::MissingCredential | CloseReason::Unauthorized(_) => StatusCode::UNAUTHORIZED,
         CloseReason::Forbidden => StatusCode::FORBIDDEN,
         CloseReason::NotFound => StatusCode::NOT_FOUND,
         CloseReason::Conflict(_) => StatusCode::CONFLICT,

@@ -57,17 +57,19 @@ impl Browser {
 
     /// Wait until the element's text contains `text`; its whole text.
     pub async fn wait_text(&mut self, selector: &str, text: &str) -> Result<String> {
-        let answer = self
-            .command(json!({"cmd": "wait_text", "selector": selector, "text": text}))
-            .await?;
-        Ok(answer["text"].as_str().unwrap_or_default().to_owned())
+        self.text_of(json!({"cmd": "wait_text", "selector": selector, "text": text}))
+            .await
     }
 
     /// The element's text now.
     pub async fn text(&mut self, selector: &str) -> Result<String> {
-        let answer = self
-            .command(json!({"cmd": "text", "selector": selector}))
-            .await?;
+        self.text_of(json!({"cmd": "text", "selector": selector}))
+            .await
+    }
+
+    /// The `text` a command answers with.
+    async fn text_of(&mut self, command: Value) -> Result<String> {
+        let answer = self.command(command).await?;
         Ok(answer["text"].as_str().unwrap_or_default().to_owned())
     }
 

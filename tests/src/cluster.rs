@@ -1,12 +1,13 @@
 //! A deployment in miniature: one Redis, gateway replicas on it, and a
 //! publisher, with a way to wait for the replicas' subscriptions.
 
-use anyhow::Result;
+use anyhow::{Result, ensure};
 
 use crate::gateway::{Gateway, GatewayOptions};
 use crate::redis::RedisServer;
 use crate::tokens::OPERATOR_KEY;
 use crate::wait::wait_until;
+use crate::ws::WsClient;
 
 /// One Redis and `n` gateway replicas on it, plus a publisher.
 #[derive(Debug)]
@@ -71,6 +72,19 @@ impl Cluster {
 
     pub fn gw(&self, i: usize) -> &Gateway {
         &self.gateways[i]
+    }
+
+    /// A docsfy `/api/ws` client on a replica with `token`, past its `sync`
+    /// (sent once the replica's subscriptions are in place).
+    pub async fn docsfy_client(&self, replica: usize, token: &str) -> Result<WsClient> {
+        let url = self.gw(replica).ws_url(&format!("/api/ws?token={token}"));
+        let mut ws = WsClient::connect(&url).await?;
+        let first = ws.next_json().await?;
+        ensure!(
+            first["type"] == "sync",
+            "docsfy's first frame is sync: {first}"
+        );
+        Ok(ws)
     }
 
     /// Wait until `n` replicas hold a Redis subscription to `topic`.

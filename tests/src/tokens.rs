@@ -57,15 +57,10 @@ pub fn admin_jwt_signed_with(secret: &str, sub: &str) -> String {
 /// An HS256 token with exactly these claims (another product's claim names),
 /// signed with [`JWT_SECRET`].
 pub fn jwt_from_claims(claims: &serde_json::Value) -> String {
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        claims,
-        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
-    )
-    .unwrap_or_default()
+    sign(claims, JWT_SECRET)
 }
 
-fn sign(claims: &herald_shared::Claims, secret: &str) -> String {
+fn sign(claims: &impl serde::Serialize, secret: &str) -> String {
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         claims,

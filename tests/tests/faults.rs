@@ -58,9 +58,7 @@ async fn received_once_in_order(ws: &mut WsClient) -> Result<()> {
 }
 
 async fn alice(c: &Cluster, replica: usize) -> Result<WsClient> {
-    let mut ws = WsClient::connect(&c.gw(replica).ws_url("/api/ws?token=k-alice")).await?;
-    assert_eq!(ws.next_json().await?["type"], "sync");
-    Ok(ws)
+    c.docsfy_client(replica, "k-alice").await
 }
 
 #[tokio::test]

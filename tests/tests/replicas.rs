@@ -14,10 +14,7 @@ async fn alice(c: &Cluster, replica: usize) -> Result<WsClient> {
     c.publisher
         .add_api_key("k-alice", &Principal::new("alice"))
         .await?;
-    let mut ws = WsClient::connect(&c.gw(replica).ws_url("/api/ws?token=k-alice")).await?;
-    // The sync is sent after the replica's subscription is in place.
-    assert_eq!(ws.next_json().await?["type"], "sync");
-    Ok(ws)
+    c.docsfy_client(replica, "k-alice").await
 }
 
 async fn numsub_becomes(c: &Cluster, want: u64) -> Result<()> {

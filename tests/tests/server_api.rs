@@ -29,9 +29,7 @@ fn api(c: &Cluster, replica: usize) -> String {
 }
 
 async fn alice(c: &Cluster, replica: usize) -> Result<WsClient> {
-    let mut ws = WsClient::connect(&c.gw(replica).ws_url("/api/ws?token=k-alice")).await?;
-    assert_eq!(ws.next_json().await?["type"], "sync");
-    Ok(ws)
+    c.docsfy_client(replica, "k-alice").await
 }
 
 /// A request with an optional bearer key; the status and the body as JSON

@@ -14,14 +14,8 @@ use serde_json::value::RawValue;
 use super::caller::Caller;
 use super::problem::Problem;
 use crate::config::Capability;
-use crate::replicas::ReplicaReport;
+use crate::replicas::{self, ReplicaReport, TopicCount};
 use crate::state::AppState;
-
-#[derive(Debug, Serialize)]
-pub(super) struct TopicCount {
-    topic: String,
-    subscribers: u64,
-}
 
 #[derive(Debug, Serialize)]
 pub(super) struct Topics {
@@ -35,15 +29,7 @@ pub(super) async fn topics(
     caller: Caller,
 ) -> Result<Json<Topics>, Problem> {
     caller.require(Capability::Admin)?;
-    let mut topics: Vec<TopicCount> = app
-        .hub
-        .topic_counts()
-        .into_iter()
-        .map(|(topic, n)| TopicCount {
-            topic: topic.to_string(),
-            subscribers: n as u64,
-        })
-        .collect();
+    let mut topics = replicas::topic_counts(&app);
     topics.sort_by(|a, b| a.topic.cmp(&b.topic));
     Ok(Json(Topics {
         replica: app.replica_id.clone(),
@@ -99,14 +85,8 @@ pub(super) async fn connections(
     caller: Caller,
 ) -> Result<Json<Connections>, Problem> {
     caller.require(Capability::Admin)?;
-    let routes = app
-        .profiles
-        .profiles
-        .iter()
-        .map(|p| RouteCount {
-            route: p.spec.name.clone(),
-            connections: p.metrics.open() as u64,
-        })
+    let routes = replicas::route_counts(&app)
+        .map(|(route, connections)| RouteCount { route, connections })
         .collect();
     Ok(Json(Connections {
         replica: app.replica_id.clone(),
@@ -160,7 +140,7 @@ pub(super) async fn cluster_replicas(
     caller: Caller,
 ) -> Result<Json<Replicas>, Problem> {
     caller.require(Capability::Admin)?;
-    let replicas = crate::replicas::all(&app).await?;
+    let replicas = replicas::all(&app).await?;
     Ok(Json(Replicas { replicas }))
 }
 

@@ -352,6 +352,16 @@ mod tests {
             .unwrap_or(0)
     }
 
+    /// HS256 over any claims, with the key `k`.
+    fn signed_with_k(claims: &impl serde::Serialize) -> String {
+        encode(
+            &Header::new(Algorithm::HS256),
+            claims,
+            &EncodingKey::from_secret(b"k"),
+        )
+        .expect("encodes")
+    }
+
     fn token(alg: Algorithm, secret: &[u8], exp: u64) -> String {
         let claims = Claims {
             sub: "alice".into(),
@@ -400,14 +410,7 @@ mod tests {
     #[tokio::test]
     async fn org_and_roles_come_from_the_claims_the_route_names() {
         let v = JwtVerifier::hs256(b"k");
-        let signed = |claims: serde_json::Value| {
-            encode(
-                &Header::new(Algorithm::HS256),
-                &claims,
-                &EncodingKey::from_secret(b"k"),
-            )
-            .expect("encodes")
-        };
+        let signed = |claims: serde_json::Value| signed_with_k(&claims);
         let mut spec = AuthSpec::default();
         spec.claims.org = "org_id".into();
         let t =
@@ -438,18 +441,12 @@ mod tests {
         }
         let v = JwtVerifier::hs256(b"k");
         let signed = |aud: &str, iss: &str| {
-            let claims = WithAud {
+            signed_with_k(&WithAud {
                 sub: "a",
                 exp: now() + 60,
                 aud,
                 iss,
-            };
-            encode(
-                &Header::new(Algorithm::HS256),
-                &claims,
-                &EncodingKey::from_secret(b"k"),
-            )
-            .expect("encodes")
+            })
         };
         let mut spec = AuthSpec::default();
         assert!(
@@ -478,15 +475,10 @@ mod tests {
             sub: &'a str,
             exp: u64,
         }
-        let bare = encode(
-            &Header::new(Algorithm::HS256),
-            &Bare {
-                sub: "a",
-                exp: now() + 60,
-            },
-            &EncodingKey::from_secret(b"k"),
-        )
-        .expect("encodes");
+        let bare = signed_with_k(&Bare {
+            sub: "a",
+            exp: now() + 60,
+        });
         assert!(
             v.verify(&bare, &spec).await.is_err(),
             "aud and iss required when checked"

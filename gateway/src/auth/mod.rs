@@ -37,15 +37,11 @@ pub enum AuthError {
     KeysUnavailable,
 }
 
-/// The error message of a connection that brought no credential at all;
-/// its close reason can differ from a refused one (`auth.missing_reason`).
-pub const MISSING_MESSAGE: &str = "Missing token";
-
 impl AuthError {
     /// What the client is told (error frame message).
     pub fn message(&self) -> &'static str {
         match self {
-            Self::Missing => MISSING_MESSAGE,
+            Self::Missing => "Missing token",
             Self::Invalid => "Invalid token",
             Self::Expired => "Token expired",
             Self::Store(_) | Self::KeysUnavailable => "Authentication unavailable",

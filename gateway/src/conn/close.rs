@@ -27,8 +27,11 @@ pub enum CloseReason {
     WriteTimeout,
     /// The replica is shutting down.
     Shutdown,
-    /// No valid credential: missing, invalid, expired at connect, or expired
-    /// during the stream. The text is the error frame's message.
+    /// No credential in any place the route accepts one (its close reason
+    /// can differ: `auth.missing_reason`).
+    MissingCredential,
+    /// A credential that is invalid, expired at connect, or expired during
+    /// the stream. The text is the error frame's message.
     Unauthorized(&'static str),
     /// The profile's exclusive key (a `client_id`) is held by another live
     /// connection, or is not a usable key.
@@ -61,7 +64,7 @@ impl CloseReason {
             Self::Disconnected => "disconnected",
             Self::WriteTimeout => "write_timeout",
             Self::Shutdown => "shutdown",
-            Self::Unauthorized(_) => "unauthorized",
+            Self::MissingCredential | Self::Unauthorized(_) => "unauthorized",
             Self::Conflict(_) => "conflict",
             Self::NotFound => "not_found",
             Self::Forbidden => "forbidden",
@@ -85,7 +88,7 @@ impl CloseReason {
             Self::SlowConsumer => (profile.close.slow_consumer, "slow consumer"),
             Self::Disconnected => (profile.close.disconnect, "disconnected by the server"),
             Self::Shutdown => (profile.close.shutdown, "server shutting down"),
-            Self::Unauthorized(m) if m == crate::auth::MISSING_MESSAGE => (
+            Self::MissingCredential => (
                 profile.auth.failure_close_code,
                 profile
                     .auth
@@ -128,6 +131,9 @@ impl CloseReason {
     /// told about (profiles with `errors`), as Stella Ops documents them.
     pub fn error(self) -> Option<(&'static str, &'static str)> {
         match self {
+            Self::MissingCredential => {
+                Some(("unauthorized", crate::auth::AuthError::Missing.message()))
+            }
             Self::Unauthorized(message) => Some(("unauthorized", message)),
             Self::Conflict(message) => Some(("conflict", message)),
             Self::NotFound => Some(("not_found", "Resource not found")),
@@ -143,6 +149,7 @@ impl CloseReason {
     pub fn from_auth(e: &crate::auth::AuthError) -> Self {
         match e {
             crate::auth::AuthError::Store(_) => Self::Internal,
+            crate::auth::AuthError::Missing => Self::MissingCredential,
             e => Self::Unauthorized(e.message()),
         }
     }

@@ -17,10 +17,11 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum_extra::extract::CookieJar;
 use herald_shared::hash_secret;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -68,7 +69,8 @@ pub fn signed_in(app: &AppState, headers: &HeaderMap) -> bool {
     let Some(key) = &app.config.api.operator_key else {
         return false;
     };
-    let Some(token) = cookie(headers, COOKIE_NAME) else {
+    let cookies = CookieJar::from_headers(headers);
+    let Some(token) = cookies.get(COOKIE_NAME).map(|c| c.value()) else {
         return false;
     };
     let mut validation = Validation::new(Algorithm::HS256);
@@ -76,22 +78,11 @@ pub fn signed_in(app: &AppState, headers: &HeaderMap) -> bool {
     validation.set_required_spec_claims(&["exp", "aud"]);
     validation.leeway = 0;
     jsonwebtoken::decode::<SessionClaims>(
-        &token,
+        token,
         &DecodingKey::from_secret(key.expose().as_bytes()),
         &validation,
     )
     .is_ok()
-}
-
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
 }
 
 fn html(status: StatusCode, body: String) -> Response {
