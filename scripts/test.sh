@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Herald's test command: builds the workspace and runs every test, unit and
-# black-box. Installs redis-server and openssl (Debian packages) and the OpenAPI tools
-# (PyPI) when they are missing; the suites start their own redis-server
-# processes on free ports.
+# black-box. Installs what the suites need when it is missing (below: Debian
+# packages, npm packages, PyPI tools); the suites start their own
+# redis-server processes on free ports.
 #
 # Arguments go to `cargo test` (`./scripts/test.sh -p herald-tests --test
 # resume`, `./scripts/test.sh lease`). The last line is always
@@ -59,13 +59,19 @@ if ! cmp -s "$clients/package-lock.json" "$clients/node_modules/.package-lock.js
   cp "$clients/package-lock.json" "$clients/node_modules/.package-lock.json.installed"
 fi
 
-# The server API's OpenAPI checks use PyPI tools, kept in a virtualenv under
-# target/ (pinned versions; reinstalled when missing).
+# PyPI tools, kept in a virtualenv under target/ (pinned versions; installed
+# when missing): the server API's OpenAPI checks (schemathesis,
+# openapi-spec-validator), and the Helm chart suite's Helm engine
+# (helm-python-sdk: Helm 4's Go SDK as a library, no helm binary needed) and
+# Kubernetes API schemas (kubernetes-validate). Python >= 3.10.
 py="$PWD/target/py"
-if ! "$py/bin/schemathesis" --version >/dev/null 2>&1 || ! [ -x "$py/bin/openapi-spec-validator" ]; then
-  echo "installing schemathesis and openapi-spec-validator from PyPI into target/py"
+py_tools="schemathesis==4.32.5 openapi-spec-validator==0.9.0 helm-python-sdk==0.2.2 kubernetes-validate==1.37.0"
+if ! [ -f "$py/installed" ] || [ "$(cat "$py/installed")" != "$py_tools" ]; then
+  echo "installing $py_tools from PyPI into target/py"
   python3 -m venv "$py"
-  "$py/bin/pip" install -q "schemathesis==4.32.5" "openapi-spec-validator==0.9.0"
+  # shellcheck disable=SC2086 # one word per requirement
+  "$py/bin/pip" install -q $py_tools
+  echo "$py_tools" > "$py/installed"
 fi
 export PATH="$py/bin:$PATH"
 

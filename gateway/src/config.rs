@@ -18,6 +18,18 @@ use serde::Deserialize;
 /// The bundled default configuration: every seed profile.
 pub const DEFAULT_CONFIG: &str = include_str!("../../deploy/herald.toml");
 
+/// A boolean environment variable: `true`/`1` or `false`/`0`.
+fn parse_bool(var: &'static str, v: &str) -> Result<bool, ConfigError> {
+    match v {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(ConfigError::Env {
+            var,
+            reason: format!("`{v}` is not true or false"),
+        }),
+    }
+}
+
 /// Environment variables read by the gateway, in one place.
 pub mod env {
     pub const LISTEN: &str = "HERALD_LISTEN";
@@ -26,6 +38,12 @@ pub mod env {
     pub const REDIS_NODES: &str = "HERALD_REDIS_NODES";
     pub const REDIS_USERNAME: &str = "HERALD_REDIS_USERNAME";
     pub const REDIS_PASSWORD: &str = "HERALD_REDIS_PASSWORD";
+    pub const REDIS_MODE: &str = "HERALD_REDIS_MODE";
+    pub const REDIS_SERVICE_NAME: &str = "HERALD_REDIS_SERVICE_NAME";
+    pub const REDIS_TLS: &str = "HERALD_REDIS_TLS";
+    pub const REDIS_TLS_CA_FILE: &str = "HERALD_REDIS_TLS_CA_FILE";
+    pub const REDIS_TLS_CERT_FILE: &str = "HERALD_REDIS_TLS_CERT_FILE";
+    pub const REDIS_TLS_KEY_FILE: &str = "HERALD_REDIS_TLS_KEY_FILE";
     pub const JWT_SECRET: &str = "HERALD_JWT_SECRET";
     pub const ADMIN_KEY: &str = "HERALD_ADMIN_KEY";
     pub const LOG_FORMAT: &str = "HERALD_LOG_FORMAT";
@@ -140,11 +158,12 @@ pub struct RedisConfig {
     /// system's CAs or the PEM bundle in `SSL_CERT_FILE`.
     pub url: String,
     /// Instead of `url`: how Redis is laid out. Default `standalone`.
+    /// `HERALD_REDIS_MODE`.
     pub mode: Option<RedisMode>,
     /// Instead of `url`: `HOST:PORT` of the server, of every sentinel, or of
     /// cluster seed nodes. `HERALD_REDIS_NODES` (comma-separated).
     pub nodes: Vec<String>,
-    /// Sentinel: the monitored primary's name.
+    /// Sentinel: the monitored primary's name. `HERALD_REDIS_SERVICE_NAME`.
     pub service_name: String,
     /// ACL user, for either form (overrides the URL's). `HERALD_REDIS_USERNAME`.
     pub username: Option<String>,
@@ -152,8 +171,18 @@ pub struct RedisConfig {
     #[serde(skip)]
     #[schemars(skip)]
     pub password: Option<Secret>,
-    /// Instead of a `rediss…` URL: connect over TLS.
+    /// Instead of a `rediss…` URL: connect over TLS. `HERALD_REDIS_TLS`.
     pub tls: bool,
+    /// TLS (either form): trust only the CAs in this PEM bundle instead of
+    /// the system's. `HERALD_REDIS_TLS_CA_FILE`.
+    pub tls_ca_file: Option<PathBuf>,
+    /// TLS (either form): client certificate chain (PEM) for a Redis that
+    /// requires one (`tls-auth-clients yes`); needs `tls_key_file`.
+    /// `HERALD_REDIS_TLS_CERT_FILE`.
+    pub tls_cert_file: Option<PathBuf>,
+    /// TLS: the client certificate's private key (PEM).
+    /// `HERALD_REDIS_TLS_KEY_FILE`.
+    pub tls_key_file: Option<PathBuf>,
     /// Database number (standalone and Sentinel).
     pub database: Option<u8>,
     /// Prefix of every key and channel. Default `herald`; `HERALD_REDIS_PREFIX`.
@@ -190,6 +219,9 @@ impl Default for RedisConfig {
             username: None,
             password: None,
             tls: false,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
             database: None,
             prefix: herald_shared::keys::DEFAULT_PREFIX.to_owned(),
         }
@@ -212,6 +244,9 @@ impl RedisConfig {
             password: self.password.as_ref().map(|p| p.expose().to_owned()),
             tls: self.tls,
             database: self.database,
+            tls_ca_file: self.tls_ca_file.clone(),
+            tls_cert_file: self.tls_cert_file.clone(),
+            tls_key_file: self.tls_key_file.clone(),
         }
     }
 
@@ -566,6 +601,34 @@ impl Config {
         if let Some(v) = env(env::REDIS_USERNAME).filter(|v| !v.is_empty()) {
             self.redis.username = Some(v);
         }
+        if let Some(v) = env(env::REDIS_MODE).filter(|v| !v.is_empty()) {
+            self.redis.mode = Some(match v.as_str() {
+                "standalone" => RedisMode::Standalone,
+                "sentinel" => RedisMode::Sentinel,
+                "cluster" => RedisMode::Cluster,
+                _ => {
+                    return Err(ConfigError::Env {
+                        var: env::REDIS_MODE,
+                        reason: format!("`{v}` is not standalone, sentinel or cluster"),
+                    });
+                }
+            });
+        }
+        if let Some(v) = env(env::REDIS_SERVICE_NAME).filter(|v| !v.is_empty()) {
+            self.redis.service_name = v;
+        }
+        if let Some(v) = env(env::REDIS_TLS).filter(|v| !v.is_empty()) {
+            self.redis.tls = parse_bool(env::REDIS_TLS, &v)?;
+        }
+        for (var, field) in [
+            (env::REDIS_TLS_CA_FILE, &mut self.redis.tls_ca_file),
+            (env::REDIS_TLS_CERT_FILE, &mut self.redis.tls_cert_file),
+            (env::REDIS_TLS_KEY_FILE, &mut self.redis.tls_key_file),
+        ] {
+            if let Some(v) = env(var).filter(|v| !v.is_empty()) {
+                *field = Some(PathBuf::from(v));
+            }
+        }
         self.redis.password = env(env::REDIS_PASSWORD)
             .filter(|s| !s.is_empty())
             .map(Secret);
@@ -598,16 +661,7 @@ impl Config {
         self.auth.admin_key = env(env::ADMIN_KEY).filter(|s| !s.is_empty()).map(Secret);
         self.api.operator_key = env(env::API_KEY).filter(|s| !s.is_empty()).map(Secret);
         if let Some(v) = env(env::API_CONSOLE).filter(|v| !v.is_empty()) {
-            self.api.console = match v.as_str() {
-                "true" | "1" => true,
-                "false" | "0" => false,
-                _ => {
-                    return Err(ConfigError::Env {
-                        var: env::API_CONSOLE,
-                        reason: format!("`{v}` is not true or false"),
-                    });
-                }
-            };
+            self.api.console = parse_bool(env::API_CONSOLE, &v)?;
         }
         if let Some(v) = env(env::API_LISTEN).filter(|v| !v.is_empty()) {
             self.api.listen = Some(v.parse().map_err(|e| ConfigError::Env {
@@ -618,7 +672,9 @@ impl Config {
         Ok(())
     }
 
-    /// Everything serde cannot check. Errors name the key.
+    /// Everything serde cannot check. Errors name the key. Reads nothing:
+    /// the Redis TLS files are read (and named when unusable) as the
+    /// client is configured, before the gateway listens.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key: &str, reason: String| {
             Err(ConfigError::Invalid {

@@ -23,6 +23,11 @@ struct Args {
     /// Print the configuration file's JSON Schema and exit.
     #[arg(long)]
     config_schema: bool,
+    /// Ask the gateway this configuration describes for `/healthz` on its
+    /// own `listen` port and exit 0 when it answers 200: a container health
+    /// check for images without an HTTP client.
+    #[arg(long)]
+    healthcheck: bool,
 }
 
 #[tokio::main]
@@ -39,6 +44,16 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let mut config = Config::load(args.config.as_deref(), |k| std::env::var(k).ok())?;
+    if args.healthcheck {
+        return healthcheck(config.listen);
+    }
+    // The Redis client configuration reads the TLS files: a missing or
+    // unusable one stops the start (and `--check`) naming its key.
+    if config.redis.is_set()
+        && let Err(e) = config.redis.target().client_config()
+    {
+        anyhow::bail!("invalid config key `redis.{}`: {}", e.key, e.reason);
+    }
     if args.check {
         println!("configuration ok: {} profile(s)", config.profiles().len());
         return Ok(());
@@ -79,6 +94,40 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(%addr, profiles = config.profiles().len(), "listening");
     herald_gateway::run(config, listener, api_listener, signal).await?;
     Ok(())
+}
+
+/// `GET /healthz` on the listen port (the loopback address when it listens
+/// on every address), with a short deadline: a hung gateway is unhealthy.
+fn healthcheck(listen: std::net::SocketAddr) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+    use std::time::Duration;
+    let ip = match listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    let at = SocketAddr::new(ip, listen.port());
+    let deadline = Duration::from_secs(2);
+    let mut stream = TcpStream::connect_timeout(&at, deadline)
+        .with_context(|| format!("unhealthy: cannot connect to {at}"))?;
+    stream.set_read_timeout(Some(deadline))?;
+    stream.set_write_timeout(Some(deadline))?;
+    write!(
+        stream,
+        "GET /healthz HTTP/1.1\r\nHost: {at}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut head = [0u8; 12];
+    stream
+        .read_exact(&mut head)
+        .with_context(|| format!("unhealthy: no answer from {at}"))?;
+    match &head {
+        b"HTTP/1.1 200" => Ok(()),
+        other => anyhow::bail!(
+            "unhealthy: {at} answered {}",
+            String::from_utf8_lossy(other).trim()
+        ),
+    }
 }
 
 fn init_tracing(format: LogFormat) {

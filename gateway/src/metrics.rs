@@ -19,6 +19,7 @@ const CONNECTIONS: &str = "herald_connections";
 const OPENED: &str = "herald_connections_opened_total";
 const CLOSED: &str = "herald_connections_closed_total";
 const DELIVERED: &str = "herald_messages_delivered_total";
+const RECEIVED: &str = "herald_client_messages_total";
 const DROPPED: &str = "herald_messages_dropped_total";
 const LAG: &str = "herald_delivery_lag_seconds";
 const BROKER_MESSAGES: &str = "herald_broker_messages_total";
@@ -60,6 +61,10 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
         "Event frames written to client sockets, by route."
     );
     describe_counter!(DROPPED, "Events not delivered to a connection, by reason.");
+    describe_counter!(
+        RECEIVED,
+        "Text and binary messages received from clients (upstream), by route."
+    );
     describe_histogram!(
         LAG,
         metrics::Unit::Seconds,
@@ -190,6 +195,8 @@ pub struct RouteMetrics {
     open: Arc<AtomicUsize>,
     pub opened: Counter,
     pub delivered: Counter,
+    /// Client messages received (upstream frames).
+    pub received: Counter,
     pub lag: Histogram,
 }
 
@@ -201,6 +208,7 @@ impl RouteMetrics {
             open: Arc::default(),
             opened: counter!(OPENED, "route" => route.to_owned()),
             delivered: counter!(DELIVERED, "route" => route.to_owned()),
+            received: counter!(RECEIVED, "route" => route.to_owned()),
             lag: histogram!(LAG),
         }
     }

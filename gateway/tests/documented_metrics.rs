@@ -88,3 +88,27 @@ fn every_series_is_documented_with_its_type_and_nothing_else_is() {
         );
     }
 }
+
+/// The dashboard in `deploy/` charts every series the gateway defines.
+#[test]
+fn the_dashboard_charts_every_series() {
+    let defined = names(&read("src/metrics.rs"), '"');
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&read("../deploy/grafana-dashboard.json")).expect("dashboard JSON");
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t["expr"].as_str().map(str::to_owned))
+        .collect();
+    let uncharted: Vec<_> = defined
+        .iter()
+        .filter(|series| {
+            !exprs.iter().any(|e| {
+                e.contains(&format!("{series}{{")) || e.contains(&format!("{series}_bucket{{"))
+            })
+        })
+        .collect();
+    assert!(uncharted.is_empty(), "not on the dashboard: {uncharted:?}");
+}

@@ -7,11 +7,18 @@
 //! form, the client gets the same behaviour from here: a cluster is
 //! rediscovered through every node it last knew, so losing any one seed does
 //! not stop a reconnect; Sentinel is asked for the current primary on every
-//! (re)connect; `rediss` and `tls = true` trust the system's CAs or the PEM
-//! bundle in `SSL_CERT_FILE`.
+//! (re)connect; `rediss` and `tls = true` trust the system's CAs (or the PEM
+//! bundle in `SSL_CERT_FILE`), or only the CA bundle `tls_ca_file` names,
+//! and present the client certificate `tls_cert_file` / `tls_key_file` to a
+//! Redis that requires one (`tls-auth-clients yes`).
+
+use std::path::{Path, PathBuf};
 
 use fred::prelude::Config;
-use fred::types::config::{ClusterDiscoveryPolicy, ServerConfig, TlsConnector};
+use fred::rustls::pki_types::pem::PemObject;
+use fred::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use fred::rustls::{ClientConfig as TlsClientConfig, RootCertStore};
+use fred::types::config::{ClusterDiscoveryPolicy, ServerConfig, TlsConfig, TlsConnector};
 
 /// How the Redis deployment is laid out.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -58,6 +65,15 @@ pub struct RedisTarget {
     pub tls: bool,
     /// Explicit form: database number (standalone and Sentinel only).
     pub database: Option<u8>,
+    /// TLS, either form: trust only the CAs in this PEM bundle (instead of
+    /// the system's).
+    pub tls_ca_file: Option<PathBuf>,
+    /// TLS, either form: the client certificate chain (PEM) presented to a
+    /// Redis that requires one; needs `tls_key_file`.
+    pub tls_cert_file: Option<PathBuf>,
+    /// TLS, either form: the client certificate's private key (PEM: PKCS#8,
+    /// PKCS#1 or SEC1).
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for RedisTarget {
@@ -70,12 +86,15 @@ impl std::fmt::Debug for RedisTarget {
             .field("nodes", &self.nodes)
             .field("service_name", &self.service_name)
             .field("tls", &self.tls)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("tls_cert_file", &self.tls_cert_file)
             .finish_non_exhaustive()
     }
 }
 
 /// Why a target was refused: the setting (`url`, `mode`, `nodes`,
-/// `service_name`, `tls`, `database`) and the reason.
+/// `service_name`, `tls`, `database`, `tls_ca_file`, `tls_cert_file`,
+/// `tls_key_file`) and the reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{key}: {reason}")]
 pub struct TargetError {
@@ -116,6 +135,7 @@ impl RedisTarget {
 
     /// Everything that can be checked without connecting.
     pub fn validate(&self) -> Result<(), TargetError> {
+        self.validate_tls_files()?;
         if !self.url.is_empty() {
             if !URL_SCHEMES.iter().any(|s| self.url.starts_with(s)) {
                 return refuse(
@@ -178,6 +198,84 @@ impl RedisTarget {
         Ok(())
     }
 
+    /// Whether connections use TLS (a `rediss…` URL or `tls = true`).
+    pub fn uses_tls(&self) -> bool {
+        self.url.starts_with("rediss") || self.tls
+    }
+
+    fn validate_tls_files(&self) -> Result<(), TargetError> {
+        let files = [
+            ("tls_ca_file", &self.tls_ca_file),
+            ("tls_cert_file", &self.tls_cert_file),
+            ("tls_key_file", &self.tls_key_file),
+        ];
+        if let Some((key, _)) = files.iter().find(|(_, f)| f.is_some())
+            && !self.uses_tls()
+        {
+            return refuse(
+                key,
+                "only used over TLS: give a rediss… URL or set tls = true",
+            );
+        }
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(_), None) => refuse(
+                "tls_key_file",
+                "a client certificate (tls_cert_file) needs its private key",
+            ),
+            (None, Some(_)) => refuse(
+                "tls_cert_file",
+                "a private key (tls_key_file) needs its client certificate",
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// The TLS connector when a CA bundle or a client certificate is given
+    /// (else fred's default: the system's CAs, no client certificate).
+    /// Reads the files; a missing or unparsable one names its setting.
+    fn tls_connector(&self) -> Result<Option<TlsConnector>, TargetError> {
+        if self.tls_ca_file.is_none() && self.tls_cert_file.is_none() {
+            return Ok(None);
+        }
+        let roots = match &self.tls_ca_file {
+            Some(path) => {
+                let mut roots = RootCertStore::empty();
+                for cert in read_certs("tls_ca_file", path)? {
+                    roots.add(cert).map_err(|e| TargetError {
+                        key: "tls_ca_file",
+                        reason: format!("{}: {e}", path.display()),
+                    })?;
+                }
+                roots
+            }
+            // The system's roots, as without any file: rebuilt here because
+            // the client certificate needs its own builder.
+            None => system_roots()?,
+        };
+        let builder = TlsClientConfig::builder().with_root_certificates(roots);
+        let config = match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(cert), Some(key)) => {
+                let chain = read_certs("tls_cert_file", cert)?;
+                let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| TargetError {
+                    key: "tls_key_file",
+                    reason: format!("{}: no PEM private key ({e})", key.display()),
+                })?;
+                builder
+                    .with_client_auth_cert(chain, key_der)
+                    .map_err(|e| TargetError {
+                        key: "tls_key_file",
+                        reason: format!(
+                            "{} does not go with {}: {e}",
+                            key.display(),
+                            cert.display()
+                        ),
+                    })?
+            }
+            _ => builder.with_no_client_auth(),
+        };
+        Ok(Some(config.into()))
+    }
+
     /// The client configuration (not connected). Validates first.
     pub fn client_config(&self) -> Result<Config, TargetError> {
         self.validate()?;
@@ -220,6 +318,14 @@ impl RedisTarget {
                 ..Config::default()
             }
         };
+        if let Some(connector) = self.tls_connector()? {
+            // Keep the URL's host mapping; only who is trusted and what is
+            // presented change.
+            match &mut config.tls {
+                Some(tls) => tls.connector = connector,
+                None => config.tls = Some(TlsConfig::from(connector)),
+            }
+        }
         if self.username.is_some() {
             config.username.clone_from(&self.username);
         }
@@ -234,6 +340,34 @@ impl RedisTarget {
         }
         Ok(config)
     }
+}
+
+/// Every certificate of a PEM file; none at all is an error.
+fn read_certs(key: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TargetError> {
+    let bad = |reason: String| TargetError {
+        key,
+        reason: format!("{}: {reason}", path.display()),
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| bad(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(bad("no PEM certificate in it".to_owned()));
+    }
+    Ok(certs)
+}
+
+/// The system's trusted roots (`SSL_CERT_FILE` when set), as fred's default
+/// connector trusts.
+fn system_roots() -> Result<RootCertStore, TargetError> {
+    let found = fred::rustls_native_certs::load_native_certs();
+    if let Some(e) = found.errors.first() {
+        return refuse("tls", e.to_string());
+    }
+    let mut roots = RootCertStore::empty();
+    let (_added, _ignored) = roots.add_parsable_certificates(found.certs);
+    Ok(roots)
 }
 
 /// `HOST:PORT`, the host possibly a bracketed IPv6 address.
@@ -383,8 +517,74 @@ mod tests {
             let e = target.validate().expect_err("refused");
             assert_eq!(e.key, key, "{target:?}: {e}");
         }
+        let tls_files = [
+            (
+                RedisTarget {
+                    tls_ca_file: Some("/ca.pem".into()),
+                    ..RedisTarget::from_url("redis://a:1")
+                },
+                "tls_ca_file",
+            ),
+            (
+                RedisTarget {
+                    tls_cert_file: Some("/c.pem".into()),
+                    ..RedisTarget::from_url("rediss://a:1")
+                },
+                "tls_key_file",
+            ),
+            (
+                RedisTarget {
+                    nodes: nodes(&["a:1"]),
+                    tls: true,
+                    tls_key_file: Some("/k.pem".into()),
+                    ..Default::default()
+                },
+                "tls_cert_file",
+            ),
+        ];
+        for (target, key) in tls_files {
+            let e = target.validate().expect_err("refused");
+            assert_eq!(e.key, key, "{target:?}: {e}");
+        }
         assert!(RedisTarget::default().validate().is_ok());
         assert!(!RedisTarget::default().is_set());
+    }
+
+    #[test]
+    fn unreadable_tls_files_are_named_before_connecting() {
+        let dir = std::env::temp_dir().join(format!("herald-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let not_pem = dir.join("not.pem");
+        std::fs::write(&not_pem, "no certificate here").expect("write");
+        let cases = [
+            (
+                RedisTarget {
+                    tls_ca_file: Some(dir.join("missing.pem")),
+                    ..RedisTarget::from_url("rediss://127.0.0.1:6380")
+                },
+                "tls_ca_file",
+            ),
+            (
+                RedisTarget {
+                    tls_ca_file: Some(not_pem.clone()),
+                    ..RedisTarget::from_url("rediss://127.0.0.1:6380")
+                },
+                "tls_ca_file",
+            ),
+            (
+                RedisTarget {
+                    tls_cert_file: Some(not_pem.clone()),
+                    tls_key_file: Some(not_pem),
+                    ..RedisTarget::from_url("rediss://127.0.0.1:6380")
+                },
+                "tls_cert_file",
+            ),
+        ];
+        for (target, key) in cases {
+            let e = target.client_config().expect_err("refused");
+            assert_eq!(e.key, key, "{target:?}: {e}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

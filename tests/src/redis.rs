@@ -152,6 +152,16 @@ impl RedisServer {
     /// for 127.0.0.1 signed by a CA made for this test (`openssl`). The plain
     /// port stays open for the suite's own queries.
     pub async fn start_tls() -> Result<TlsRedis> {
+        Self::start_tls_with(false).await
+    }
+
+    /// As [`Self::start_tls`], and the TLS port also requires a client
+    /// certificate signed by the test CA (`--tls-auth-clients yes`).
+    pub async fn start_mutual_tls() -> Result<TlsRedis> {
+        Self::start_tls_with(true).await
+    }
+
+    async fn start_tls_with(client_certificates: bool) -> Result<TlsRedis> {
         let dir = scratch_dir("redis-tls");
         let files = make_certificates(&dir).await?;
         let tls_port = free_port();
@@ -168,13 +178,15 @@ impl RedisServer {
             "--tls-ca-cert-file",
             &path(&files.ca),
             "--tls-auth-clients",
-            "no",
+            if client_certificates { "yes" } else { "no" },
         ])
         .await?;
         Ok(TlsRedis {
             server,
             tls_port,
             ca_file: files.ca,
+            client_cert: files.client_cert,
+            client_key: files.client_key,
         })
     }
 
@@ -332,6 +344,9 @@ pub struct TlsRedis {
     pub tls_port: u16,
     /// The PEM certificate of the CA that signed the server's certificate.
     pub ca_file: PathBuf,
+    /// A client certificate signed by that CA, and its key (PEM).
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
 }
 
 impl TlsRedis {
@@ -345,93 +360,100 @@ struct CertificateFiles {
     ca: PathBuf,
     cert: PathBuf,
     key: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
 }
 
-/// A CA and a server certificate for 127.0.0.1 (P-256 keys, valid a day).
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, both
+/// signed by the CA (P-256 keys, valid a day).
 async fn make_certificates(dir: &std::path::Path) -> Result<CertificateFiles> {
     let p = |name: &str| dir.join(name).to_string_lossy().into_owned();
-    std::fs::write(
-        dir.join("server.ext"),
-        "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-    )?;
-    let key = [
+    openssl(&[
+        "req",
+        "-x509",
         "-newkey",
         "ec",
         "-pkeyopt",
         "ec_paramgen_curve:prime256v1",
         "-nodes",
+        "-keyout",
+        &p("ca.key"),
+        "-out",
+        &p("ca.pem"),
+        "-days",
+        "1",
+        "-subj",
+        "/CN=Herald test CA",
+    ])
+    .await?;
+    let issued = [
+        (
+            "server",
+            "/CN=127.0.0.1",
+            "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+        ),
+        (
+            "client",
+            "/CN=herald-gateway",
+            "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+        ),
     ];
-    let steps: [Vec<String>; 3] = [
-        [
-            &["req", "-x509"][..],
-            &key,
-            &[
-                "-keyout",
-                &p("ca.key"),
-                "-out",
-                &p("ca.pem"),
-                "-days",
-                "1",
-                "-subj",
-                "/CN=Herald test CA",
-            ],
-        ]
-        .concat()
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect(),
-        [
-            &["req"][..],
-            &key,
-            &[
-                "-keyout",
-                &p("server.key"),
-                "-out",
-                &p("server.csr"),
-                "-subj",
-                "/CN=127.0.0.1",
-            ],
-        ]
-        .concat()
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect(),
-        [
+    for (name, subject, extensions) in issued {
+        let ext = format!("{name}.ext");
+        std::fs::write(dir.join(&ext), extensions)?;
+        openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &p(&format!("{name}.key")),
+            "-out",
+            &p(&format!("{name}.csr")),
+            "-subj",
+            subject,
+        ])
+        .await?;
+        openssl(&[
             "x509",
             "-req",
             "-in",
-            &p("server.csr"),
+            &p(&format!("{name}.csr")),
             "-CA",
             &p("ca.pem"),
             "-CAkey",
             &p("ca.key"),
             "-CAcreateserial",
             "-out",
-            &p("server.pem"),
+            &p(&format!("{name}.pem")),
             "-days",
             "1",
             "-extfile",
-            &p("server.ext"),
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect(),
-    ];
-    for args in steps {
-        let out = tokio::time::timeout(EVENT_TIMEOUT, Command::new("openssl").args(&args).output())
-            .await?
-            .context("run openssl (is it installed?)")?;
-        if !out.status.success() {
-            bail!(
-                "openssl {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+            &p(&ext),
+        ])
+        .await?;
     }
     Ok(CertificateFiles {
         ca: dir.join("ca.pem"),
         cert: dir.join("server.pem"),
         key: dir.join("server.key"),
+        client_cert: dir.join("client.pem"),
+        client_key: dir.join("client.key"),
     })
+}
+
+async fn openssl(args: &[&str]) -> Result<()> {
+    let out = tokio::time::timeout(EVENT_TIMEOUT, Command::new("openssl").args(args).output())
+        .await?
+        .context("run openssl (is it installed?)")?;
+    if !out.status.success() {
+        bail!(
+            "openssl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
 }

@@ -86,3 +86,52 @@ async fn the_static_scrape_configuration_is_valid() -> Result<()> {
     );
     Ok(())
 }
+
+/// What a gateway exports, with a connection open and a client message
+/// received (so per-route series exist), passes `promtool check metrics`:
+/// names, suffixes, types and help texts as Prometheus expects them.
+#[tokio::test]
+async fn the_exported_series_pass_promtool_check_metrics() -> Result<()> {
+    use herald_tests::{Gateway, GatewayOptions, WsClient, jwt, metric, unix_now};
+    use tokio::io::AsyncWriteExt;
+    let gw = Gateway::start(GatewayOptions::default()).await?;
+    let token = jwt("alice", Some("acme"), &[], unix_now() + 600);
+    let mut ws = WsClient::connect(&gw.ws_url(&format!("/v1/ws?token={token}"))).await?;
+    ws.send_json(&serde_json::json!({"type": "pong"})).await?;
+    herald_tests::wait_until("a client message counted", || async {
+        gw.get("/metrics").await.is_ok_and(|(_, text)| {
+            metric(&text, "herald_client_messages_total{route=\"kubegen\"}") == Some(1.0)
+        })
+    })
+    .await?;
+    let (status, text) = gw.get("/metrics").await?;
+    ensure!(status == 200, "/metrics answered {status}");
+    for series in [
+        "herald_connections{",
+        "herald_build_info{",
+        "herald_client_messages_total{",
+    ] {
+        ensure!(text.contains(series), "{series} not exported:\n{text}");
+    }
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("run promtool (the test command installs it)")?;
+    let mut stdin = child.stdin.take().context("stdin")?;
+    stdin.write_all(text.as_bytes()).await?;
+    drop(stdin);
+    let out = child.wait_with_output().await?;
+    let findings = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(
+        out.status.success() && findings.trim().is_empty(),
+        "promtool check metrics: {findings}"
+    );
+    Ok(())
+}

@@ -277,6 +277,18 @@ async fn invalid_configuration_is_refused_naming_the_key() -> Result<()> {
             "readiness.probe_timeout_ms",
         ),
         ("[readiness]\nprobe_misses = 0\n", "readiness.probe_misses"),
+        (
+            "[redis]\nurl = \"redis://127.0.0.1:6379\"\ntls_ca_file = \"/etc/ca.pem\"\n",
+            "redis.tls_ca_file",
+        ),
+        (
+            "[redis]\nurl = \"rediss://127.0.0.1:6379\"\ntls_cert_file = \"/etc/c.pem\"\n",
+            "redis.tls_key_file",
+        ),
+        (
+            "[redis]\nurl = \"rediss://127.0.0.1:6379\"\ntls_ca_file = \"/nonexistent/ca.pem\"\n",
+            "redis.tls_ca_file",
+        ),
     ];
     for (text, key) in cases {
         let (ok, stderr) = check(text, &[]).await?;
@@ -297,6 +309,10 @@ async fn invalid_configuration_is_refused_naming_the_key() -> Result<()> {
     assert!(!ok && stderr.contains("HERALD_LISTEN"), "{stderr}");
     let (ok, stderr) = check("", &[("HERALD_REDIS_NODES", "127.0.0.1")]).await?;
     assert!(!ok && stderr.contains("redis.nodes"), "{stderr}");
+    let (ok, stderr) = check("", &[("HERALD_REDIS_MODE", "clustered")]).await?;
+    assert!(!ok && stderr.contains("HERALD_REDIS_MODE"), "{stderr}");
+    let (ok, stderr) = check("", &[("HERALD_REDIS_TLS", "yes please")]).await?;
+    assert!(!ok && stderr.contains("HERALD_REDIS_TLS"), "{stderr}");
     // More channels than a resume position can name: refused, not resumed in part.
     let desk_too_wide =
         herald_tests::profiles::DESK.replace("max_per_connection = 8", "max_per_connection = 62");
@@ -459,5 +475,34 @@ async fn sigterm_reports_not_ready_while_still_serving_then_drains() -> Result<(
         gw.wait_exit(std::time::Duration::from_secs(10)).await?,
         Some(0)
     );
+    Ok(())
+}
+
+/// `herald-gateway --healthcheck`, the image's HEALTHCHECK: 0 while the
+/// gateway at `listen` answers `/healthz` (an unspecified listen address
+/// means the loopback one), non-zero with the reason once it is gone.
+#[tokio::test]
+async fn the_healthcheck_command_reports_a_live_and_a_dead_gateway() -> Result<()> {
+    let mut gw = Gateway::start(GatewayOptions::default()).await?;
+    let port = gw.addr.rsplit(':').next().unwrap_or_default().to_owned();
+    let probe = |listen: String| async move {
+        let out = tokio::process::Command::new(gateway_binary())
+            .arg("--healthcheck")
+            .env_clear()
+            .env("HERALD_LISTEN", listen)
+            .output()
+            .await?;
+        anyhow::Ok((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    };
+    for listen in [gw.addr.clone(), format!("0.0.0.0:{port}")] {
+        let (healthy, stderr) = probe(listen.clone()).await?;
+        assert!(healthy, "{listen}: {stderr}");
+    }
+    gw.kill().await?;
+    let (healthy, stderr) = probe(format!("0.0.0.0:{port}")).await?;
+    assert!(!healthy && stderr.contains("unhealthy"), "{stderr}");
     Ok(())
 }

@@ -3,7 +3,9 @@
 //! `SSL_CERT_FILE`, or with `tls = true` and its address; a certificate
 //! nobody trusts keeps the replica not ready and says why in its log. A real
 //! `redis-server` with `--tls-port`. Beside it, a Redis that requires a
-//! password, reached with the password from the environment.
+//! password, reached with the password from the environment, and one that
+//! requires client certificates, reached with the CA and the client
+//! certificate named in the gateway's and heraldctl's own settings.
 
 use anyhow::Result;
 use herald_tests::profiles::FEED;
@@ -137,5 +139,116 @@ async fn an_untrusted_certificate_keeps_the_replica_not_ready_and_says_why() -> 
     .await?;
     let (status, body) = gw.get("/readyz").await?;
     assert_eq!((status, body.as_str()), (503, "broker not ready"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_redis_that_requires_client_certificates_admits_only_gateways_that_present_one()
+-> Result<()> {
+    let redis = RedisServer::start_mutual_tls().await?;
+    let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
+    let (ca, cert, key) = (
+        path(&redis.ca_file),
+        path(&redis.client_cert),
+        path(&redis.client_key),
+    );
+    // The CA from the gateway's own setting (not SSL_CERT_FILE) and a client
+    // certificate: admitted, and delivering.
+    let gw = Gateway::start(GatewayOptions {
+        redis_url: Some(redis.url()),
+        config: Some(FEED.to_owned()),
+        env: vec![
+            ("HERALD_REDIS_TLS_CA_FILE".into(), ca.clone()),
+            ("HERALD_REDIS_TLS_CERT_FILE".into(), cert.clone()),
+            ("HERALD_REDIS_TLS_KEY_FILE".into(), key.clone()),
+        ],
+        ..Default::default()
+    })
+    .await?;
+    gw.wait_ready(true).await?;
+    let token = jwt("reader", None, &[], unix_now() + 600);
+    let mut ws = WsClient::connect(&gw.ws_url(&format!("/feed/f1?token={token}"))).await?;
+    let channel = "herald:{res:feed:f1}:ch";
+    wait_until(channel, || async {
+        redis.server.numsub(channel).await.ok() == Some(1)
+    })
+    .await?;
+    let url = redis.url();
+    herald_tests::heraldctl(
+        &[],
+        &[
+            "--redis",
+            &url,
+            "--redis-tls-ca",
+            &ca,
+            "--redis-tls-cert",
+            &cert,
+            "--redis-tls-key",
+            &key,
+            "publish",
+            "--to",
+            "res:feed:f1",
+            "--type",
+            "item",
+            "--data",
+            r#"{"n":3}"#,
+        ],
+    )
+    .await?;
+    let frame = ws.next_json().await?;
+    assert_eq!(frame["data"], json!({"n": 3}), "{frame}");
+
+    // The same CA without a client certificate: the server refuses the
+    // handshake, so the replica stays not ready.
+    let anonymous = Gateway::start(GatewayOptions {
+        redis_url: Some(redis.url()),
+        config: Some(FEED.to_owned()),
+        env: vec![("HERALD_REDIS_TLS_CA_FILE".into(), ca.clone())],
+        ..Default::default()
+    })
+    .await?;
+    wait_until(
+        "the server's certificate-required alert in the log",
+        || async { anonymous.log_text().contains("CertificateRequired") },
+    )
+    .await?;
+    let (status, _) = anonymous.get("/readyz").await?;
+    assert_eq!(status, 503);
+
+    // A certificate whose key is another's: refused before any connection,
+    // naming the setting, by the gateway and by heraldctl alike.
+    let out = tokio::process::Command::new(herald_tests::gateway_binary())
+        .arg("--check")
+        .env("HERALD_REDIS_URL", redis.url())
+        .env("HERALD_REDIS_TLS_CERT_FILE", &cert)
+        .env("HERALD_REDIS_TLS_KEY_FILE", &ca)
+        .output()
+        .await?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("redis.tls_key_file"),
+        "{stderr}"
+    );
+    let refused = herald_tests::heraldctl(
+        &[],
+        &[
+            "--redis",
+            &url,
+            "--redis-tls-cert",
+            &cert,
+            "--redis-tls-key",
+            &path(&redis.ca_file.with_file_name("missing.key")),
+            "publish",
+            "--to",
+            "res:feed:f1",
+            "--type",
+            "item",
+            "--data",
+            "{}",
+        ],
+    )
+    .await;
+    let message = format!("{:#}", refused.expect_err("a missing key file is refused"));
+    assert!(message.contains("--redis-tls-key"), "{message}");
     Ok(())
 }

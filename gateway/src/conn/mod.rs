@@ -313,12 +313,14 @@ impl Session {
                         return CloseReason::Flood;
                     }
                     Inbound::Text(text) => {
+                        conn.profile.metrics.received.increment(1);
                         let frame = conn.client_frame(transport, &sub, text.as_str(), heartbeat.as_mut(), &mut channels, cursor);
                         if let Err(r) = Box::pin(frame).await {
                             return r;
                         }
                     }
-                    Inbound::Binary | Inbound::Control => {}
+                    Inbound::Binary => conn.profile.metrics.received.increment(1),
+                    Inbound::Control => {}
                     Inbound::Closed(reason) => return reason,
                 },
                 _ = &mut timer, if heartbeat.is_some() => {

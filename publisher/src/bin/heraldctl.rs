@@ -35,8 +35,17 @@ struct Cli {
     #[arg(long, env = "HERALD_REDIS_PASSWORD", hide_env_values = true)]
     redis_password: Option<String>,
     /// Instead of a `rediss…` URL: connect over TLS.
-    #[arg(long)]
+    #[arg(long, env = "HERALD_REDIS_TLS")]
     redis_tls: bool,
+    /// TLS: trust only the CAs in this PEM bundle (default: the system's).
+    #[arg(long, env = "HERALD_REDIS_TLS_CA_FILE")]
+    redis_tls_ca: Option<std::path::PathBuf>,
+    /// TLS: client certificate (PEM) for a Redis that requires one.
+    #[arg(long, env = "HERALD_REDIS_TLS_CERT_FILE", requires = "redis_tls_key")]
+    redis_tls_cert: Option<std::path::PathBuf>,
+    /// TLS: the client certificate's private key (PEM).
+    #[arg(long, env = "HERALD_REDIS_TLS_KEY_FILE", requires = "redis_tls_cert")]
+    redis_tls_key: Option<std::path::PathBuf>,
     /// Database number (standalone and Sentinel).
     #[arg(long)]
     redis_database: Option<u8>,
@@ -230,6 +239,9 @@ fn redis_target(cli: &Cli) -> RedisTarget {
         password: cli.redis_password.clone(),
         tls: cli.redis_tls,
         database: cli.redis_database,
+        tls_ca_file: cli.redis_tls_ca.clone(),
+        tls_cert_file: cli.redis_tls_cert.clone(),
+        tls_key_file: cli.redis_tls_key.clone(),
     }
 }
 
@@ -244,7 +256,9 @@ async fn main() -> anyhow::Result<()> {
         return run(&HttpPublisher::new(url, key)?, cli.command).await;
     }
     let target = redis_target(&cli);
-    if let Err(e) = target.validate() {
+    // The client configuration also reads the TLS files, so a missing one
+    // is named here, before any connection attempt.
+    if let Err(e) = target.client_config() {
         let flag = match e.key {
             "url" => "--redis",
             "nodes" => "--redis-node",
@@ -252,6 +266,9 @@ async fn main() -> anyhow::Result<()> {
             "service_name" => "--redis-service-name",
             "tls" => "--redis-tls",
             "database" => "--redis-database",
+            "tls_ca_file" => "--redis-tls-ca",
+            "tls_cert_file" => "--redis-tls-cert",
+            "tls_key_file" => "--redis-tls-key",
             other => other,
         };
         bail!("invalid Redis settings: {flag}: {}", e.reason);
