@@ -133,10 +133,18 @@ pub async fn handle(
     let write_timeout = Duration::from_millis(limits.write_timeout_ms);
     let tracker = app.shutdown.tracker().clone();
     upgrade.on_upgrade(move |socket| {
+        let sessions = tracker.clone();
         tracker.track_future(async move {
-            let _ip_slot = ip_slot;
             let transport = WsTransport::new(socket, write_timeout);
-            ws::serve(transport, app, profile, pending, path, resume).await;
+            let opened = ws::open(transport, app, profile, pending, path, resume, ip_slot);
+            let Some((session, transport)) = opened.await else {
+                return;
+            };
+            // The session gets a task of its own holding only itself and its
+            // socket, so the upgrade's task (axum's, with the handshake's
+            // state and every argument above) is freed: an idle connection
+            // costs only what serving it needs.
+            sessions.spawn(session.serve(transport));
         })
     })
 }

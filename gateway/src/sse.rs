@@ -122,20 +122,18 @@ pub async fn serve(
         profile: Arc::clone(&profile),
         principal,
         path,
+        ip_slot,
     };
     let session = match conn.open(resume).await {
         Ok(session) => session,
         Err(reason) => return refuse(&profile, reason),
     };
     let (tx, rx) = mpsc::channel(BUFFER);
-    let mut transport = SseTransport {
+    let transport = SseTransport {
         tx,
         write_timeout: Duration::from_millis(app.config.limits.write_timeout_ms),
     };
-    app.shutdown.tracker().spawn(async move {
-        let _ip_slot = ip_slot;
-        session.serve(&mut transport).await;
-    });
+    app.shutdown.tracker().spawn(session.serve(transport));
     let keep_alive = profile
         .spec
         .sse

@@ -12,7 +12,7 @@ use herald_shared::profile::AuthSource;
 use tokio::time::timeout;
 
 use crate::auth::AuthError;
-use crate::conn::{CloseReason, Inbound, Label, Outbound, Transport};
+use crate::conn::{CloseReason, Inbound, Label, Outbound, Session, Transport};
 use crate::profile::CompiledProfile;
 use crate::state::AppState;
 
@@ -127,22 +127,23 @@ impl Transport for WsTransport {
     }
 }
 
-/// Serve an upgraded socket: authenticate (from the request, or from the
-/// first frame), open the session, serve it. Failed authentications and
-/// refusals are closed with the route's code and error frame: browsers see
-/// close codes, never an HTTP status.
-pub async fn serve(
+/// Open the session of an upgraded socket: authenticate (from the request,
+/// or from the first frame), then admit and join. Failed authentications
+/// and refusals are closed here with the route's code and error frame
+/// (browsers see close codes, never an HTTP status), and give `None`.
+pub async fn open(
     mut transport: WsTransport,
     app: Arc<AppState>,
     profile: Arc<CompiledProfile>,
     auth: crate::route::PendingAuth,
     path: std::collections::HashMap<String, String>,
     resume: crate::conn::Resume,
-) {
+    ip_slot: crate::limits::Slot<std::net::IpAddr>,
+) -> Option<(Session, WsTransport)> {
     let result = match auth {
         crate::route::PendingAuth::Done(result) => result,
         crate::route::PendingAuth::FirstMessage(source) => {
-            Box::pin(transport.first_message_auth(&app, &profile, &source)).await
+            transport.first_message_auth(&app, &profile, &source).await
         }
     };
     let principal = match result {
@@ -150,8 +151,8 @@ pub async fn serve(
         Err(e) => {
             profile.metrics.auth_failure(e.reason());
             tracing::info!(route = %profile.spec.name, reason = e.reason(), "authentication failed");
-            Box::pin(transport.close(&profile, CloseReason::from_auth(&e))).await;
-            return;
+            transport.close(&profile, CloseReason::from_auth(&e)).await;
+            return None;
         }
     };
     let conn = crate::conn::Connection {
@@ -159,11 +160,13 @@ pub async fn serve(
         profile: Arc::clone(&profile),
         principal,
         path,
+        ip_slot,
     };
-    // Only the session's idle loop stays inline in the connection's task;
-    // admission and refusals are boxed (see `Session::run`).
-    match Box::pin(conn.open(resume)).await {
-        Ok(session) => session.serve(&mut transport).await,
-        Err(reason) => Box::pin(transport.close(&profile, reason)).await,
+    match conn.open(resume).await {
+        Ok(session) => Some((session, transport)),
+        Err(reason) => {
+            transport.close(&profile, reason).await;
+            None
+        }
     }
 }

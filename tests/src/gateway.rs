@@ -79,7 +79,7 @@ pub async fn heraldctl(env: &[(&str, &str)], args: &[&str]) -> Result<String> {
 }
 
 /// Binaries the suites run, next to each other in `target/<profile>/`.
-const BINARIES: [&str; 2] = ["herald-gateway", "heraldctl"];
+const BINARIES: [&str; 3] = ["herald-gateway", "heraldctl", "herald-wsload"];
 
 fn current_binaries() -> Result<PathBuf> {
     let exe = std::env::current_exe().context("locate the test executable")?;

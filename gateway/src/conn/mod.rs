@@ -62,6 +62,8 @@ pub struct Connection {
     pub profile: Arc<CompiledProfile>,
     pub principal: Principal,
     pub path: HashMap<String, String>,
+    /// Counts the connection against its address's cap while it lives.
+    pub ip_slot: Slot<std::net::IpAddr>,
 }
 
 /// Where the client resumes from, and what its transport can tell it.
@@ -227,13 +229,22 @@ impl Connection {
 
 impl Session {
     /// Serve until the connection ends, give back what it held, and close
-    /// the transport with the reason.
-    pub async fn serve<T: Transport>(mut self, transport: &mut T) {
-        let reason = self.run(transport).await;
-        // Boxed, as every step that is not the idle loop (see `run`).
-        Box::pin(self.conn.release(&self.held)).await;
-        Box::pin(transport.close(&self.conn.profile, reason)).await;
-        self.conn.ended(reason);
+    /// the transport with the reason. The future is the connection's whole
+    /// task (spawned by the transport).
+    pub fn serve<T: Transport>(self, transport: T) -> impl Future<Output = ()> {
+        // Not an `async fn`: its arguments would be stored twice in the
+        // future (once as arguments, once as the body's bindings), and this
+        // future is what every idle connection costs. An `async move` block
+        // uses what it captures in place.
+        let mut session = self;
+        let mut transport = transport;
+        async move {
+            let reason = session.run(&mut transport).await;
+            // Boxed, as every step that is not the idle loop (see `run`).
+            Box::pin(session.conn.release(&session.held)).await;
+            Box::pin(transport.close(&session.conn.profile, reason)).await;
+            session.conn.ended(reason);
+        }
     }
 
     async fn run<T: Transport>(&mut self, transport: &mut T) -> CloseReason {
@@ -268,16 +279,24 @@ impl Session {
                 .map(|spec| Heartbeat::new(spec, Instant::now())),
             false => None,
         };
-        let far = Instant::now() + Duration::from_secs(86_400 * 365);
-        let timer = sleep_until(heartbeat.as_ref().map_or(far, Heartbeat::deadline));
-        tokio::pin!(timer);
         // A credential with an expiry (a JWT) ends the stream when it expires.
         let expires_at = conn
             .principal
             .exp
             .map(|exp| Instant::now() + seconds_until(exp));
-        let expiry = sleep_until(expires_at.unwrap_or(far));
-        tokio::pin!(expiry);
+        // One timer for every deadline of the session (the heartbeat's, the
+        // credential's expiry, the drain's): each pinned timer is part of
+        // every idle connection's task.
+        let far = Instant::now() + Duration::from_secs(86_400 * 365);
+        let next_deadline = |heartbeat: Option<&Heartbeat>, drain_at: Option<Instant>| {
+            [heartbeat.map(Heartbeat::deadline), expires_at, drain_at]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(far)
+        };
+        let timer = sleep_until(next_deadline(heartbeat.as_ref(), drain_at));
+        tokio::pin!(timer);
         let mut channels = Channels::default();
         let limits = &conn.app.config.limits;
         let mut budget = MessageBudget::new(
@@ -299,12 +318,35 @@ impl Session {
                 _ = shutdown.cancelled(), if drain_at.is_none() => {
                     drain_at = Some(Instant::now() + conn.app.shutdown.close_delay());
                 }
-                _ = sleep_until(drain_at.unwrap_or(far)), if drain_at.is_some() => return CloseReason::Shutdown,
                 _ = sub.slow_consumer() => return CloseReason::SlowConsumer,
-                _ = &mut expiry, if expires_at.is_some() => return CloseReason::Unauthorized("Token expired"),
+                _ = &mut timer => {
+                    let now = Instant::now();
+                    if drain_at.is_some_and(|at| at <= now) {
+                        return CloseReason::Shutdown;
+                    }
+                    if expires_at.is_some_and(|at| at <= now) {
+                        return CloseReason::Unauthorized("Token expired");
+                    }
+                    if let Some(hb) = heartbeat.as_mut().filter(|hb| hb.deadline() <= now) {
+                        match hb.fire(now) {
+                            Tick::SendPing => {
+                                let ping = vec![Outbound::plain(conn.profile.ping_frame())];
+                                if let Err(r) = Box::pin(conn.write(transport, ping)).await {
+                                    return r;
+                                }
+                            }
+                            Tick::Missed => {}
+                            Tick::Dead => return CloseReason::HeartbeatTimeout,
+                        }
+                    }
+                }
                 event = rx.recv() => {
                     let Some(event) = event else { return CloseReason::Internal };
-                    if let Err(r) = conn.write_events(transport, &sub, event, rx, &mut channels, cursor).await {
+                    // Boxed too: a write's state is the largest in the loop,
+                    // and one allocation per batch costs far less than its
+                    // socket write.
+                    let write = conn.write_events(transport, &sub, event, rx, &mut channels, cursor);
+                    if let Err(r) = Box::pin(write).await {
                         return r;
                     }
                 }
@@ -323,25 +365,11 @@ impl Session {
                     Inbound::Control => {}
                     Inbound::Closed(reason) => return reason,
                 },
-                _ = &mut timer, if heartbeat.is_some() => {
-                    let Some(hb) = heartbeat.as_mut() else { continue };
-                    match hb.fire(Instant::now()) {
-                        Tick::SendPing => {
-                            let ping = conn.profile.ping_frame();
-                            if let Err(r) = conn.write(transport, vec![Outbound::plain(ping)]).await {
-                                return r;
-                            }
-                        }
-                        Tick::Missed => {}
-                        Tick::Dead => return CloseReason::HeartbeatTimeout,
-                    }
-                    timer.as_mut().reset(hb.deadline());
-                }
             }
-            if let Some(hb) = &heartbeat
-                && timer.deadline() != hb.deadline()
-            {
-                timer.as_mut().reset(hb.deadline());
+            // A pong, a drain or a fired deadline moves the next one.
+            let next = next_deadline(heartbeat.as_ref(), drain_at);
+            if timer.deadline() != next {
+                timer.as_mut().reset(next);
             }
         }
     }

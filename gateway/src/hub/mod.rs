@@ -165,12 +165,17 @@ impl Hub {
     async fn hold(&self, topic: &Topic, sub: &Arc<Subscriber>) -> Result<(), BrokerError> {
         let shard = self.shard(topic.as_str());
         let _transition = shard.transitions.lock().await;
+        // The connection's own short list says whether it holds the topic
+        // already: a popular topic's list holds tens of thousands of
+        // connections, and scanning it on every join made a connection
+        // storm on one topic quadratic. Both lists change only under the
+        // shard's transition lock.
+        if sub.lock_topics().contains(topic) {
+            return Ok(());
+        }
         let first = {
             let mut map = shard.subs.write();
             let list = map.entry(topic.clone()).or_default();
-            if list.iter().any(|s| s.id == sub.id) {
-                return Ok(());
-            }
             list.push(Arc::clone(sub));
             list.len() == 1
         };
@@ -216,11 +221,12 @@ impl Hub {
         let Some(list) = map.get_mut(topic) else {
             return false;
         };
-        let before = list.len();
-        list.retain(|s| s.id != sub.id);
-        if before == list.len() {
+        // Pointers compared in place (no load of each subscriber), and the
+        // last one moved into the gap: fan-out order carries no meaning.
+        let Some(at) = list.iter().position(|s| Arc::ptr_eq(s, sub)) else {
             return false;
-        }
+        };
+        list.swap_remove(at);
         if list.is_empty() {
             map.remove(topic);
             return true;

@@ -4,7 +4,12 @@
 //! subscribed to one channel), measures the gateway's RSS before and after
 //! (idle cost per connection), then publishes M events through
 //! `herald-publisher` and measures deliveries per second and the
-//! publish-to-receive latency (p50/p99) over every delivery.
+//! publish-to-receive latency (p50/p99) over every delivery. Every socket
+//! checks that it received each event exactly once: `lost` and
+//! `duplicated` count the misses and repeats over all of them. Each socket
+//! is read (and the route's pings answered) from the moment it opens.
+//! `--channel NAME` (default `bench`) lets several load processes, one per
+//! replica, count only their own events.
 //!
 //! ```text
 //! herald-wsload --gateway 127.0.0.1:8080 --pid $(pidof herald-gateway) \
@@ -31,6 +36,7 @@ struct Args {
     events: u64,
     rate: u64,
     jwt_secret: String,
+    channel: String,
 }
 
 fn parse() -> Result<Args> {
@@ -42,6 +48,7 @@ fn parse() -> Result<Args> {
         events: 100,
         rate: 100,
         jwt_secret: herald_tests::JWT_SECRET.into(),
+        channel: "bench".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -54,6 +61,7 @@ fn parse() -> Result<Args> {
             "--events" => a.events = value.parse()?,
             "--rate" => a.rate = value.parse()?,
             "--jwt-secret" => a.jwt_secret = value,
+            "--channel" => a.channel = value,
             _ => bail!("unknown flag {flag}"),
         }
     }
@@ -76,15 +84,26 @@ async fn main() -> Result<()> {
     let token = admin_jwt_signed_with(&args.jwt_secret, "load");
     let rss_before = rss_kib(args.pid);
     let url = format!("ws://{}/v1/ws?token={token}", args.gateway);
-    let mut sockets = Vec::with_capacity(args.connections);
+    let subscribe = serde_json::json!({"type": "subscribe", "channel": args.channel}).to_string();
+    let expected = args.events * args.connections as u64;
+    let tallies = Arc::new(Tallies {
+        received: AtomicU64::new(0),
+        duplicated: AtomicU64::new(0),
+        latencies: std::sync::Mutex::new(Vec::with_capacity(expected as usize)),
+        stop: tokio_util::sync::CancellationToken::new(),
+    });
+    let mut readers = Vec::with_capacity(args.connections);
     let opened = Instant::now();
     for _ in 0..args.connections {
         let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await?;
-        ws.send(Message::Text(
-            r#"{"type":"subscribe","channel":"bench"}"#.into(),
-        ))
-        .await?;
-        sockets.push(ws);
+        ws.send(Message::Text(subscribe.as_str().into())).await?;
+        // Read from the start: the route's heartbeat pings must be answered
+        // even while the other connections are still opening.
+        readers.push(tokio::spawn(read_events(
+            ws,
+            args.events,
+            Arc::clone(&tallies),
+        )));
     }
     let open_secs = opened.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(2)).await; // let subscriptions and allocations settle
@@ -96,37 +115,8 @@ async fn main() -> Result<()> {
         (rss_idle.saturating_sub(rss_before)) as f64 / args.connections as f64
     );
 
-    let expected = args.events * args.connections as u64;
-    let received = Arc::new(AtomicU64::new(0));
-    let latencies = Arc::new(std::sync::Mutex::new(Vec::with_capacity(expected as usize)));
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut readers = Vec::new();
-    for mut ws in sockets {
-        let (received, latencies, events) =
-            (Arc::clone(&received), Arc::clone(&latencies), args.events);
-        readers.push(tokio::spawn(async move {
-            let mut mine = Vec::with_capacity(events as usize);
-            while (mine.len() as u64) < events && Instant::now() < deadline {
-                let Ok(Some(Ok(Message::Text(t)))) =
-                    tokio::time::timeout(Duration::from_secs(30), ws.next()).await
-                else {
-                    break;
-                };
-                let Ok(v) = serde_json::from_str::<serde_json::Value>(t.as_str()) else {
-                    continue;
-                };
-                if let Some(sent) = v["data"]["t"].as_u64() {
-                    mine.push(now_us().saturating_sub(sent));
-                    received.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            if let Ok(mut l) = latencies.lock() {
-                l.extend(mine);
-            }
-        }));
-    }
     let publisher = Publisher::connect(&args.redis).await?;
-    let topic = [Topic::resource("kubegen", "bench")?];
+    let topic = [Topic::resource("kubegen", &args.channel)?];
     let cpu_before = cpu_seconds(args.pid);
     let started = Instant::now();
     let gap = Duration::from_secs_f64(1.0 / args.rate.max(1) as f64);
@@ -137,13 +127,24 @@ async fn main() -> Result<()> {
         let next = started + gap * (n as u32 + 1);
         tokio::time::sleep_until(next.into()).await;
     }
+    // Readers give up 120 s after the last publish at the latest.
+    let stop = tallies.stop.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        stop.cancel();
+    });
     for r in readers {
         let _ = r.await;
     }
     let secs = started.elapsed().as_secs_f64();
     let gateway_cpu = cpu_seconds(args.pid) - cpu_before;
-    let got = received.load(Ordering::Relaxed);
-    let mut l = latencies.lock().map(|l| l.clone()).unwrap_or_default();
+    let got = tallies.received.load(Ordering::Relaxed);
+    let dup = tallies.duplicated.load(Ordering::Relaxed);
+    let mut l = tallies
+        .latencies
+        .lock()
+        .map(|l| l.clone())
+        .unwrap_or_default();
     l.sort_unstable();
     let pct = |p: f64| {
         l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1)))
@@ -152,9 +153,11 @@ async fn main() -> Result<()> {
             / 1000.0
     };
     println!(
-        "events={} deliveries={got}/{expected} deliveries_per_s={:.0} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} \
-         gateway_cpu_s={gateway_cpu:.2} gateway_cpu_us_per_delivery={:.2}",
+        "events={} deliveries={got}/{expected} lost={} duplicated={dup} deliveries_per_s={:.0} \
+         p50_ms={:.2} p99_ms={:.2} max_ms={:.2} gateway_cpu_s={gateway_cpu:.2} \
+         gateway_cpu_us_per_delivery={:.2}",
         args.events,
+        expected - got,
         got as f64 / secs,
         pct(0.50),
         pct(0.99),
@@ -162,4 +165,63 @@ async fn main() -> Result<()> {
         gateway_cpu * 1e6 / got.max(1) as f64
     );
     Ok(())
+}
+
+/// What every socket's reader adds up.
+struct Tallies {
+    received: AtomicU64,
+    duplicated: AtomicU64,
+    latencies: std::sync::Mutex<Vec<u64>>,
+    /// Cancelled 120 s after the last publish: readers stop then at the
+    /// latest (no per-read timer: 20,000 of those would load the machine).
+    stop: tokio_util::sync::CancellationToken,
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// One socket's reader: answers the route's pings, records each event's
+/// latency once, counts repeats, until every event came or the stop time.
+async fn read_events(mut ws: Socket, events: u64, tallies: Arc<Tallies>) {
+    let mut mine = Vec::with_capacity(events as usize);
+    let mut seen = vec![false; events as usize];
+    while (mine.len() as u64) < events {
+        let text = tokio::select! {
+            msg = ws.next() => match msg {
+                Some(Ok(Message::Text(t))) => t,
+                Some(Ok(_)) => continue,
+                _ => break,
+            },
+            _ = tallies.stop.cancelled() => break,
+        };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(text.as_str()) else {
+            continue;
+        };
+        if v["type"] == "ping" {
+            if ws
+                .send(Message::Text(r#"{"type":"pong"}"#.into()))
+                .await
+                .is_err()
+            {
+                break;
+            }
+            continue;
+        }
+        let (Some(sent), Some(n)) = (v["data"]["t"].as_u64(), v["data"]["n"].as_u64()) else {
+            continue;
+        };
+        match seen.get_mut(n as usize) {
+            Some(seen) if !*seen => {
+                *seen = true;
+                mine.push(now_us().saturating_sub(sent));
+                tallies.received.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {
+                tallies.duplicated.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    if let Ok(mut l) = tallies.latencies.lock() {
+        l.extend(mine);
+    }
 }
