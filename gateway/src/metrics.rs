@@ -128,6 +128,25 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
     describe_gauge!(RESIDENT, "Resident memory of the process, in bytes.");
     gauge!(PROBE_OK).set(0.0);
     gauge!(DRAINING).set(0.0);
+    // Every label-free counter and every known label value exported at zero
+    // from the start: `rate()` and `increase()` in the alert rules then see
+    // the first increment, and the dashboard draws zero instead of nothing.
+    for series in [
+        BROKER_MESSAGES,
+        BROKER_INVALID,
+        BROKER_LAGGED,
+        BROKER_RECONNECTS,
+        BROKER_REPAIRED,
+        PROBE_MISSED,
+    ] {
+        counter!(series).absolute(0);
+    }
+    for reason in Dropped::ALL {
+        counter!(DROPPED, "reason" => reason.label()).absolute(0);
+    }
+    for cause in Resubscribed::ALL {
+        counter!(BROKER_RESUBSCRIBED, "cause" => cause.label()).absolute(0);
+    }
     sample_process();
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     // Present from the start: an alert on `== 0` must also catch a replica
@@ -237,8 +256,31 @@ impl RouteMetrics {
     }
 }
 
-pub fn dropped(reason: &'static str) {
-    counter!(DROPPED, "reason" => reason).increment(1);
+/// Why an event was not delivered to a connection (`reason` label).
+#[derive(Debug, Clone, Copy)]
+pub enum Dropped {
+    /// Its queue was full; it is closed.
+    SlowConsumer,
+    /// It was closing.
+    Closed,
+    /// A repeat from Redis, already delivered.
+    Duplicate,
+}
+
+impl Dropped {
+    const ALL: [Self; 3] = [Self::SlowConsumer, Self::Closed, Self::Duplicate];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::SlowConsumer => "slow_consumer",
+            Self::Closed => "closed",
+            Self::Duplicate => "duplicate",
+        }
+    }
+}
+
+pub fn dropped(reason: Dropped) {
+    counter!(DROPPED, "reason" => reason.label()).increment(1);
 }
 
 pub fn broker_message() {
@@ -257,11 +299,29 @@ pub fn broker_repaired(n: u64) {
     counter!(BROKER_REPAIRED).increment(n);
 }
 
-/// Topics subscribed again and repaired from history, by cause:
-/// `reconnect` (the connection was lost) or `topology` (a slot moved to
-/// another shard, by migration or failover, without a reconnect).
-pub fn broker_resubscribed(cause: &'static str, topics: usize) {
-    counter!(BROKER_RESUBSCRIBED, "cause" => cause).increment(topics as u64);
+/// Why topics were subscribed again and repaired from history (`cause`).
+#[derive(Debug, Clone, Copy)]
+pub enum Resubscribed {
+    /// The connection was lost.
+    Reconnect,
+    /// A slot moved to another shard, by migration or failover, without a
+    /// reconnect.
+    Topology,
+}
+
+impl Resubscribed {
+    const ALL: [Self; 2] = [Self::Reconnect, Self::Topology];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Reconnect => "reconnect",
+            Self::Topology => "topology",
+        }
+    }
+}
+
+pub fn broker_resubscribed(cause: Resubscribed, topics: usize) {
+    counter!(BROKER_RESUBSCRIBED, "cause" => cause.label()).increment(topics as u64);
 }
 
 pub fn broker_reconnect() {

@@ -4,9 +4,14 @@
 //! points at a section of `docs/metrics.md`. The static scrape
 //! configuration, which loads those rules, passes `promtool check config`.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, ensure};
+use herald_tests::{
+    Gateway, GatewayOptions, RedisServer, WsClient, jwt, metric, unix_now, wait_until,
+};
+use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 fn repo() -> PathBuf {
@@ -87,32 +92,89 @@ async fn the_static_scrape_configuration_is_valid() -> Result<()> {
     Ok(())
 }
 
-/// What a gateway exports, with a connection open and a client message
-/// received (so per-route series exist), passes `promtool check metrics`:
-/// names, suffixes, types and help texts as Prometheus expects them.
+/// `herald_…` series names in a rule file or a dashboard's expressions,
+/// without the histogram suffixes.
+fn series_named(text: &str) -> BTreeSet<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("herald_"))
+        .map(|w| {
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| w.strip_suffix(s))
+                .unwrap_or(w)
+                .to_owned()
+        })
+        .collect()
+}
+
+/// A gateway on Redis that served some traffic: a client message, an event
+/// delivered, a refused token, a closed connection. Everything it exports
+/// passes `promtool check metrics` (names, suffixes, types, help texts),
+/// and every series an alert rule or the dashboard names is among it.
 #[tokio::test]
-async fn the_exported_series_pass_promtool_check_metrics() -> Result<()> {
-    use herald_tests::{Gateway, GatewayOptions, WsClient, jwt, metric, unix_now};
-    use tokio::io::AsyncWriteExt;
-    let gw = Gateway::start(GatewayOptions::default()).await?;
-    let token = jwt("alice", Some("acme"), &[], unix_now() + 600);
+async fn every_series_the_rules_and_dashboard_name_is_exported_and_well_formed() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let gw = Gateway::start(GatewayOptions {
+        redis_url: Some(redis.url()),
+        ..Default::default()
+    })
+    .await?;
+    gw.wait_ready(true).await?;
+    let token = jwt("alice", Some("acme"), &["res:kubegen:*"], unix_now() + 600);
     let mut ws = WsClient::connect(&gw.ws_url(&format!("/v1/ws?token={token}"))).await?;
     ws.send_json(&serde_json::json!({"type": "pong"})).await?;
-    herald_tests::wait_until("a client message counted", || async {
+    herald_tests::heraldctl(
+        &[],
+        &[
+            "--redis",
+            &redis.url(),
+            "publish",
+            "--to",
+            "user:alice",
+            "--type",
+            "progress",
+            "--data",
+            r#"{"n":1}"#,
+        ],
+    )
+    .await?;
+    let frame = ws.next_json().await?;
+    ensure!(frame["data"]["n"] == 1, "{frame}");
+    ws.close().await;
+    let refused = WsClient::connect(&gw.ws_url("/v1/ws?token=not-a-token")).await;
+    drop(refused);
+    wait_until("the traffic counted", || async {
         gw.get("/metrics").await.is_ok_and(|(_, text)| {
             metric(&text, "herald_client_messages_total{route=\"kubegen\"}") == Some(1.0)
+                && text.contains("herald_connections_closed_total{")
+                && text.contains("herald_auth_failures_total{")
         })
     })
     .await?;
     let (status, text) = gw.get("/metrics").await?;
     ensure!(status == 200, "/metrics answered {status}");
-    for series in [
-        "herald_connections{",
-        "herald_build_info{",
-        "herald_client_messages_total{",
-    ] {
-        ensure!(text.contains(series), "{series} not exported:\n{text}");
-    }
+
+    let mut named = series_named(&std::fs::read_to_string(repo().join("deploy/alerts.yml"))?);
+    named.extend(series_named(&std::fs::read_to_string(
+        repo().join("deploy/grafana-dashboard.json"),
+    )?));
+    ensure!(named.len() > 15, "names read: {named:?}");
+    let exported: BTreeSet<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    let missing: Vec<&String> = named
+        .iter()
+        .filter(|n| {
+            !exported.contains(n.as_str()) && !exported.contains(format!("{n}_bucket").as_str())
+        })
+        .collect();
+    ensure!(
+        missing.is_empty(),
+        "named by a rule or the dashboard, not exported: {missing:?}"
+    );
+
     let mut child = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())

@@ -5,14 +5,16 @@
 //! --strict` and strict validation against the Kubernetes API schemas of an
 //! old and a new Kubernetes; bad values are refused at install naming the
 //! key; the rendered configuration and environment pass the gateway's own
-//! `--check`; the PrometheusRule carries the rule file promtool checks.
+//! `--check`, and the gateway started with them serves the rendered probe
+//! and scrape paths; the PrometheusRule carries the rule file promtool
+//! checks.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use anyhow::{Context, Result, bail, ensure};
-use herald_tests::{gateway_binary, scratch_dir};
+use herald_tests::{Gateway, GatewayOptions, gateway_binary, scratch_dir, wait_until};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
@@ -210,6 +212,52 @@ async fn gateway_accepts(r: &Rendered) -> Result<()> {
     Ok(())
 }
 
+/// The gateway started as the pod would be, from the rendered ConfigMap and
+/// environment, serves the rendered probe paths and the scrape path on the
+/// port the probes and annotations name. Only the listen address is moved
+/// to loopback (its port checked against the container's first).
+async fn pod_serves_its_probes(r: &Rendered) -> Result<()> {
+    let container = r.container();
+    let port = container["ports"][0]["containerPort"]
+        .as_i64()
+        .context("containerPort")?;
+    assert_eq!(container["ports"][0]["name"], "http");
+    let env = r.env();
+    assert_eq!(env["HERALD_LISTEN"], format!("0.0.0.0:{port}"));
+    let annotations = &r.pod()["metadata"]["annotations"];
+    assert_eq!(annotations["prometheus.io/port"], port.to_string());
+    let config = r.one("ConfigMap")["data"]["herald.toml"]
+        .as_str()
+        .context("herald.toml")?;
+    let gw = Gateway::start(GatewayOptions {
+        config: Some(config.to_owned()),
+        env: env
+            .into_iter()
+            .filter(|(name, value)| name != "HERALD_LISTEN" && !value.starts_with("secret:"))
+            .collect(),
+        ..Default::default()
+    })
+    .await?;
+    for probe in ["livenessProbe", "readinessProbe"] {
+        let get = &container[probe]["httpGet"];
+        assert_eq!(get["port"], "http", "{probe} targets the named port");
+        let path = get["path"].as_str().context("probe path")?.to_owned();
+        wait_until(&format!("{probe} {path} answers 200"), || async {
+            matches!(gw.get(&path).await, Ok((200, _)))
+        })
+        .await?;
+    }
+    let path = annotations["prometheus.io/path"]
+        .as_str()
+        .context("scrape path")?;
+    let (status, text) = gw.get(path).await?;
+    assert!(
+        status == 200 && text.contains("herald_build_info"),
+        "{status}"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn the_defaults_render_valid_objects_for_a_single_replica() -> Result<()> {
     let r = rendered(json!({})).await?;
@@ -264,6 +312,7 @@ async fn the_defaults_render_valid_objects_for_a_single_replica() -> Result<()> 
         "{env:?}"
     );
     gateway_accepts(&r).await?;
+    pod_serves_its_probes(&r).await?;
 
     let digest = format!("sha256:{}", "ab".repeat(32));
     let r = rendered(json!({"image": {"repository": "registry.example/herald", "digest": digest}}))

@@ -9,7 +9,9 @@
 
 use anyhow::Result;
 use herald_tests::profiles::FEED;
-use herald_tests::{Gateway, GatewayOptions, RedisServer, WsClient, jwt, unix_now, wait_until};
+use herald_tests::{
+    Gateway, GatewayOptions, OPERATOR_KEY, RedisServer, WsClient, jwt, unix_now, wait_until,
+};
 use serde_json::json;
 
 #[tokio::test]
@@ -51,17 +53,41 @@ async fn gateways_and_heraldctl_reach_a_redis_that_requires_tls() -> Result<()> 
     let frame = ws.next_json().await?;
     assert_eq!(frame["data"], json!({"n": 1}), "{frame}");
 
-    // The explicit form: `tls = true` with the node's address.
+    // A second replica in the explicit form (`tls = true` with the node's
+    // address): an event published through its server API crosses the TLS
+    // Redis to the first replica's client.
     let explicit = Gateway::start(GatewayOptions {
         config: Some(format!(
             "{FEED}\n[redis]\nnodes = [\"127.0.0.1:{}\"]\ntls = true\n",
             redis.tls_port
         )),
-        env: vec![("SSL_CERT_FILE".into(), ca)],
+        env: vec![
+            ("SSL_CERT_FILE".into(), ca),
+            ("HERALD_API_KEY".into(), OPERATOR_KEY.into()),
+        ],
         ..Default::default()
     })
     .await?;
     explicit.wait_ready(true).await?;
+    herald_tests::heraldctl(
+        &[],
+        &[
+            "--http",
+            &format!("http://{}/herald/v1", explicit.addr),
+            "--api-key",
+            OPERATOR_KEY,
+            "publish",
+            "--to",
+            "res:feed:f1",
+            "--type",
+            "item",
+            "--data",
+            r#"{"n":"across"}"#,
+        ],
+    )
+    .await?;
+    let frame = ws.next_json().await?;
+    assert_eq!(frame["data"], json!({"n": "across"}), "{frame}");
     Ok(())
 }
 

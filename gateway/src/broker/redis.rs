@@ -273,7 +273,7 @@ impl RedisBroker {
         if c.advance(topic, offset, id_of(&payload)) {
             sink.deliver(topic, payload);
         } else {
-            metrics::dropped("duplicate");
+            metrics::dropped(metrics::Dropped::Duplicate);
         }
     }
 
@@ -373,7 +373,10 @@ impl RedisBroker {
                         let down_since = self.down_since.load(Ordering::Acquire);
                         self.repair(&topics, down_since - 1000).await;
                         if !topics.is_empty() {
-                            metrics::broker_resubscribed("reconnect", topics.len());
+                            metrics::broker_resubscribed(
+                                metrics::Resubscribed::Reconnect,
+                                topics.len(),
+                            );
                         }
                     }
                     Err(e) => {
@@ -535,7 +538,7 @@ impl RedisBroker {
         // are held until then, and a repeat repair delivers nothing twice.
         // Every slot was in place at the previous round.
         self.repair(&topics, checked_before - 1000).await;
-        metrics::broker_resubscribed("topology", topics.len());
+        metrics::broker_resubscribed(metrics::Resubscribed::Topology, topics.len());
         result
     }
 

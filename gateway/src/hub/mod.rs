@@ -339,10 +339,10 @@ fn offer(sub: &Subscriber, event: Arc<SharedEvent>) {
     match sub.tx.try_send(event) {
         Ok(()) => {}
         Err(mpsc::error::TrySendError::Full(_)) => {
-            metrics::dropped("slow_consumer");
+            metrics::dropped(metrics::Dropped::SlowConsumer);
             sub.mark_slow();
         }
-        Err(mpsc::error::TrySendError::Closed(_)) => metrics::dropped("closed"),
+        Err(mpsc::error::TrySendError::Closed(_)) => metrics::dropped(metrics::Dropped::Closed),
     }
 }
 
