@@ -78,6 +78,22 @@ pub async fn heraldctl(env: &[(&str, &str)], args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// `heraldctl CONNECTION… publish --to TOPIC --type TYPE --data DATA`: the
+/// connection arguments say how (`--redis URL`, `--http URL --api-key K`,
+/// TLS files…).
+pub async fn heraldctl_publish(
+    env: &[(&str, &str)],
+    connection: &[&str],
+    topic: &str,
+    event_type: &str,
+    data: &str,
+) -> Result<String> {
+    let publish = [
+        "publish", "--to", topic, "--type", event_type, "--data", data,
+    ];
+    heraldctl(env, &[connection, &publish[..]].concat()).await
+}
+
 /// Binaries the suites run, next to each other in `target/<profile>/`.
 const BINARIES: [&str; 3] = ["herald-gateway", "heraldctl", "herald-wsload"];
 
@@ -270,6 +286,17 @@ impl Gateway {
             log,
             banner,
         })
+    }
+
+    /// A gateway with the bundled configuration on `redis`, ready.
+    pub async fn on_redis(redis: &crate::RedisServer) -> Result<Self> {
+        let gw = Self::start(GatewayOptions {
+            redis_url: Some(redis.url()),
+            ..Default::default()
+        })
+        .await?;
+        gw.wait_ready(true).await?;
+        Ok(gw)
     }
 
     pub fn ws_url(&self, path_and_query: &str) -> String {

@@ -51,7 +51,9 @@ pub use browser::{Browser, screenshots_dir};
 pub use cluster::Cluster;
 pub use config::{FAST_PROBES, default_config, deploy_config, profile_config};
 pub use front::{Front, Upstream};
-pub use gateway::{Gateway, GatewayOptions, gateway_binary, heraldctl, readiness_dip};
+pub use gateway::{
+    Gateway, GatewayOptions, gateway_binary, heraldctl, heraldctl_publish, readiness_dip,
+};
 pub use http::{http_get, metric};
 pub use node::{NodeScript, clients_dir};
 pub use process::{cpu_seconds, free_port, rss_kib, scratch_dir};

@@ -364,27 +364,30 @@ struct CertificateFiles {
     client_key: PathBuf,
 }
 
+/// `openssl req` arguments for a new P-256 key, unencrypted.
+const NEW_KEY: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+];
+
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, both
 /// signed by the CA (P-256 keys, valid a day).
 async fn make_certificates(dir: &std::path::Path) -> Result<CertificateFiles> {
     let p = |name: &str| dir.join(name).to_string_lossy().into_owned();
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        &p("ca.key"),
-        "-out",
-        &p("ca.pem"),
-        "-days",
-        "1",
-        "-subj",
-        "/CN=Herald test CA",
-    ])
+    let (ca_key, ca_pem) = (p("ca.key"), p("ca.pem"));
+    let ca = ["-x509", "-keyout", &ca_key, "-out", &ca_pem, "-days", "1"];
+    openssl(
+        &[
+            &["req"][..],
+            &NEW_KEY,
+            &ca,
+            &["-subj", "/CN=Herald test CA"],
+        ]
+        .concat(),
+    )
     .await?;
     let issued = [
         (
@@ -401,21 +404,9 @@ async fn make_certificates(dir: &std::path::Path) -> Result<CertificateFiles> {
     for (name, subject, extensions) in issued {
         let ext = format!("{name}.ext");
         std::fs::write(dir.join(&ext), extensions)?;
-        openssl(&[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &p(&format!("{name}.key")),
-            "-out",
-            &p(&format!("{name}.csr")),
-            "-subj",
-            subject,
-        ])
-        .await?;
+        let (key, csr) = (p(&format!("{name}.key")), p(&format!("{name}.csr")));
+        let request = ["-keyout", &key, "-out", &csr, "-subj", subject];
+        openssl(&[&["req"][..], &NEW_KEY, &request].concat()).await?;
         openssl(&[
             "x509",
             "-req",

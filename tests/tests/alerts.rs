@@ -8,9 +8,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, ensure};
-use herald_tests::{
-    Gateway, GatewayOptions, RedisServer, WsClient, jwt, metric, unix_now, wait_until,
-};
+use herald_tests::{Gateway, RedisServer, WsClient, jwt, metric, unix_now, wait_until};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
@@ -114,28 +112,16 @@ fn series_named(text: &str) -> BTreeSet<String> {
 #[tokio::test]
 async fn every_series_the_rules_and_dashboard_name_is_exported_and_well_formed() -> Result<()> {
     let redis = RedisServer::start().await?;
-    let gw = Gateway::start(GatewayOptions {
-        redis_url: Some(redis.url()),
-        ..Default::default()
-    })
-    .await?;
-    gw.wait_ready(true).await?;
+    let gw = Gateway::on_redis(&redis).await?;
     let token = jwt("alice", Some("acme"), &["res:kubegen:*"], unix_now() + 600);
     let mut ws = WsClient::connect(&gw.ws_url(&format!("/v1/ws?token={token}"))).await?;
     ws.send_json(&serde_json::json!({"type": "pong"})).await?;
-    herald_tests::heraldctl(
+    herald_tests::heraldctl_publish(
         &[],
-        &[
-            "--redis",
-            &redis.url(),
-            "publish",
-            "--to",
-            "user:alice",
-            "--type",
-            "progress",
-            "--data",
-            r#"{"n":1}"#,
-        ],
+        &["--redis", &redis.url()],
+        "user:alice",
+        "progress",
+        r#"{"n":1}"#,
     )
     .await?;
     let frame = ws.next_json().await?;

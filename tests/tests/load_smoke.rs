@@ -5,7 +5,7 @@
 //! lost or repeated under a thousand-socket fan-out.
 
 use anyhow::{Context, Result, ensure};
-use herald_tests::{Gateway, GatewayOptions, RedisServer, gateway_binary};
+use herald_tests::{Gateway, RedisServer, gateway_binary};
 
 /// `key=value` from the load tool's report.
 fn field<'a>(report: &'a str, key: &str) -> Option<&'a str> {
@@ -17,12 +17,7 @@ fn field<'a>(report: &'a str, key: &str) -> Option<&'a str> {
 #[tokio::test]
 async fn a_thousand_clients_receive_every_event_exactly_once() -> Result<()> {
     let redis = RedisServer::start().await?;
-    let gw = Gateway::start(GatewayOptions {
-        redis_url: Some(redis.url()),
-        ..Default::default()
-    })
-    .await?;
-    gw.wait_ready(true).await?;
+    let gw = Gateway::on_redis(&redis).await?;
     let pid = gw.pid().context("gateway pid")?;
     let out = tokio::process::Command::new(gateway_binary().with_file_name("herald-wsload"))
         .args(["--gateway", &gw.addr, "--pid", &pid.to_string()])

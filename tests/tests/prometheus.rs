@@ -8,8 +8,7 @@ use std::process::Stdio;
 
 use anyhow::{Context, Result, ensure};
 use herald_tests::{
-    Gateway, GatewayOptions, RedisServer, WsClient, free_port, jwt, scratch_dir, unix_now,
-    wait_until,
+    Gateway, RedisServer, WsClient, free_port, jwt, scratch_dir, unix_now, wait_until,
 };
 use serde_json::Value;
 use tokio::process::{Child, Command};
@@ -71,13 +70,7 @@ async fn prometheus_scrapes_two_replicas_and_loads_the_alert_rules() -> Result<(
     let redis = RedisServer::start().await?;
     let mut gateways = Vec::new();
     for _ in 0..2 {
-        let gw = Gateway::start(GatewayOptions {
-            redis_url: Some(redis.url()),
-            ..Default::default()
-        })
-        .await?;
-        gw.wait_ready(true).await?;
-        gateways.push(gw);
+        gateways.push(Gateway::on_redis(&redis).await?);
     }
     // Three connections on the first replica, two on the second.
     let mut sockets = Vec::new();

@@ -14,6 +14,19 @@ use herald_tests::{
 };
 use serde_json::json;
 
+/// Once `gw` is ready: a client of feed f1 on it, subscribed at `redis`.
+async fn feed_reader(gw: &Gateway, redis: &RedisServer) -> Result<WsClient> {
+    gw.wait_ready(true).await?;
+    let token = jwt("reader", None, &[], unix_now() + 600);
+    let ws = WsClient::connect(&gw.ws_url(&format!("/feed/f1?token={token}"))).await?;
+    let channel = "herald:{res:feed:f1}:ch";
+    wait_until(channel, || async {
+        redis.numsub(channel).await.ok() == Some(1)
+    })
+    .await?;
+    Ok(ws)
+}
+
 #[tokio::test]
 async fn gateways_and_heraldctl_reach_a_redis_that_requires_tls() -> Result<()> {
     let redis = RedisServer::start_tls().await?;
@@ -26,28 +39,14 @@ async fn gateways_and_heraldctl_reach_a_redis_that_requires_tls() -> Result<()> 
     })
     .await?;
     // Ready means the delivery probe went out and came back over TLS.
-    gw.wait_ready(true).await?;
-    let token = jwt("reader", None, &[], unix_now() + 600);
-    let mut ws = WsClient::connect(&gw.ws_url(&format!("/feed/f1?token={token}"))).await?;
-    let channel = "herald:{res:feed:f1}:ch";
-    wait_until(channel, || async {
-        redis.server.numsub(channel).await.ok() == Some(1)
-    })
-    .await?;
+    let mut ws = feed_reader(&gw, &redis.server).await?;
     let url = redis.url();
-    herald_tests::heraldctl(
+    herald_tests::heraldctl_publish(
         &[("SSL_CERT_FILE", &ca)],
-        &[
-            "--redis",
-            &url,
-            "publish",
-            "--to",
-            "res:feed:f1",
-            "--type",
-            "item",
-            "--data",
-            r#"{"n":1}"#,
-        ],
+        &["--redis", &url],
+        "res:feed:f1",
+        "item",
+        r#"{"n":1}"#,
     )
     .await?;
     let frame = ws.next_json().await?;
@@ -69,21 +68,17 @@ async fn gateways_and_heraldctl_reach_a_redis_that_requires_tls() -> Result<()> 
     })
     .await?;
     explicit.wait_ready(true).await?;
-    herald_tests::heraldctl(
+    herald_tests::heraldctl_publish(
         &[],
         &[
             "--http",
             &format!("http://{}/herald/v1", explicit.addr),
             "--api-key",
             OPERATOR_KEY,
-            "publish",
-            "--to",
-            "res:feed:f1",
-            "--type",
-            "item",
-            "--data",
-            r#"{"n":"across"}"#,
         ],
+        "res:feed:f1",
+        "item",
+        r#"{"n":"across"}"#,
     )
     .await?;
     let frame = ws.next_json().await?;
@@ -107,19 +102,12 @@ async fn a_password_from_the_environment_opens_a_redis_that_requires_one() -> Re
     gw.wait_ready(true).await?;
     let token = jwt("reader", None, &[], unix_now() + 600);
     let mut ws = WsClient::connect(&gw.ws_url(&format!("/feed/f1?token={token}"))).await?;
-    herald_tests::heraldctl(
+    herald_tests::heraldctl_publish(
         &[("HERALD_REDIS_PASSWORD", "s3cret-pass")],
-        &[
-            "--redis-node",
-            &node,
-            "publish",
-            "--to",
-            "res:feed:f1",
-            "--type",
-            "item",
-            "--data",
-            r#"{"n":2}"#,
-        ],
+        &["--redis-node", &node],
+        "res:feed:f1",
+        "item",
+        r#"{"n":2}"#,
     )
     .await?;
     let frame = ws.next_json().await?;
@@ -191,16 +179,9 @@ async fn a_redis_that_requires_client_certificates_admits_only_gateways_that_pre
         ..Default::default()
     })
     .await?;
-    gw.wait_ready(true).await?;
-    let token = jwt("reader", None, &[], unix_now() + 600);
-    let mut ws = WsClient::connect(&gw.ws_url(&format!("/feed/f1?token={token}"))).await?;
-    let channel = "herald:{res:feed:f1}:ch";
-    wait_until(channel, || async {
-        redis.server.numsub(channel).await.ok() == Some(1)
-    })
-    .await?;
+    let mut ws = feed_reader(&gw, &redis.server).await?;
     let url = redis.url();
-    herald_tests::heraldctl(
+    herald_tests::heraldctl_publish(
         &[],
         &[
             "--redis",
@@ -211,14 +192,10 @@ async fn a_redis_that_requires_client_certificates_admits_only_gateways_that_pre
             &cert,
             "--redis-tls-key",
             &key,
-            "publish",
-            "--to",
-            "res:feed:f1",
-            "--type",
-            "item",
-            "--data",
-            r#"{"n":3}"#,
         ],
+        "res:feed:f1",
+        "item",
+        r#"{"n":3}"#,
     )
     .await?;
     let frame = ws.next_json().await?;
@@ -255,7 +232,7 @@ async fn a_redis_that_requires_client_certificates_admits_only_gateways_that_pre
         !out.status.success() && stderr.contains("redis.tls_key_file"),
         "{stderr}"
     );
-    let refused = herald_tests::heraldctl(
+    let refused = herald_tests::heraldctl_publish(
         &[],
         &[
             "--redis",
@@ -264,14 +241,10 @@ async fn a_redis_that_requires_client_certificates_admits_only_gateways_that_pre
             &cert,
             "--redis-tls-key",
             &path(&redis.ca_file.with_file_name("missing.key")),
-            "publish",
-            "--to",
-            "res:feed:f1",
-            "--type",
-            "item",
-            "--data",
-            "{}",
         ],
+        "res:feed:f1",
+        "item",
+        "{}",
     )
     .await;
     let message = format!("{:#}", refused.expect_err("a missing key file is refused"));

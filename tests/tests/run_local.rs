@@ -10,8 +10,8 @@ use std::process::Stdio;
 use anyhow::{Context, Result, ensure};
 use herald_tests::profiles::FEED;
 use herald_tests::{
-    EVENT_TIMEOUT, JWT_SECRET, WsClient, free_port, gateway_binary, heraldctl, jwt, scratch_dir,
-    unix_now, wait_until,
+    EVENT_TIMEOUT, JWT_SECRET, WsClient, free_port, gateway_binary, heraldctl_publish, jwt,
+    scratch_dir, unix_now, wait_until,
 };
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -95,21 +95,17 @@ async fn run_local_starts_redis_and_replicas_and_stops_them_all() -> Result<()> 
         out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).lines().nth(1) == Some("1"))
     })
     .await?;
-    heraldctl(
+    heraldctl_publish(
         &[],
         &[
             "--http",
             &format!("http://127.0.0.1:{base}/herald/v1"),
             "--api-key",
             api_key,
-            "publish",
-            "--to",
-            "res:feed:f1",
-            "--type",
-            "item",
-            "--data",
-            r#"{"n":7}"#,
         ],
+        "res:feed:f1",
+        "item",
+        r#"{"n":7}"#,
     )
     .await?;
     let frame = ws.next_json().await?;
