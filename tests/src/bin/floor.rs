@@ -119,7 +119,12 @@ async fn main() -> Result<()> {
     }
     let mut writer = tokio::process::Command::new(std::env::current_exe()?)
         .args(["--writer", "--connections", &args.connections.to_string()])
-        .args(["--events", &args.events.to_string(), "--rate", &args.rate.to_string()])
+        .args([
+            "--events",
+            &args.events.to_string(),
+            "--rate",
+            &args.rate.to_string(),
+        ])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
@@ -168,7 +173,10 @@ async fn main() -> Result<()> {
         let _ = tokio::time::timeout(Duration::from_secs(120), r).await;
     }
     let secs = started.elapsed().as_secs_f64();
-    let burst = from_writer.next_line().await?.context("the writer's bursts")?;
+    let burst = from_writer
+        .next_line()
+        .await?
+        .context("the writer's bursts")?;
     to_writer.write_all(b"done\n").await?;
     let _ = writer.wait().await;
     let got = received.load(Ordering::Relaxed);
