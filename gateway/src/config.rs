@@ -209,6 +209,17 @@ pub enum RedisMode {
     Cluster,
 }
 
+impl From<herald_shared::redis_target::RedisMode> for RedisMode {
+    fn from(mode: herald_shared::redis_target::RedisMode) -> Self {
+        use herald_shared::redis_target::RedisMode as Shared;
+        match mode {
+            Shared::Standalone => Self::Standalone,
+            Shared::Sentinel => Self::Sentinel,
+            Shared::Cluster => Self::Cluster,
+        }
+    }
+}
+
 impl Default for RedisConfig {
     fn default() -> Self {
         Self {
@@ -602,17 +613,13 @@ impl Config {
             self.redis.username = Some(v);
         }
         if let Some(v) = env(env::REDIS_MODE).filter(|v| !v.is_empty()) {
-            self.redis.mode = Some(match v.as_str() {
-                "standalone" => RedisMode::Standalone,
-                "sentinel" => RedisMode::Sentinel,
-                "cluster" => RedisMode::Cluster,
-                _ => {
-                    return Err(ConfigError::Env {
-                        var: env::REDIS_MODE,
-                        reason: format!("`{v}` is not standalone, sentinel or cluster"),
-                    });
+            let mode = herald_shared::redis_target::RedisMode::parse(&v).ok_or_else(|| {
+                ConfigError::Env {
+                    var: env::REDIS_MODE,
+                    reason: format!("`{v}` is not standalone, sentinel or cluster"),
                 }
-            });
+            })?;
+            self.redis.mode = Some(mode.into());
         }
         if let Some(v) = env(env::REDIS_SERVICE_NAME).filter(|v| !v.is_empty()) {
             self.redis.service_name = v;

@@ -45,7 +45,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let mut config = Config::load(args.config.as_deref(), |k| std::env::var(k).ok())?;
     if args.healthcheck {
-        return healthcheck(config.listen);
+        return healthcheck(config.listen).await;
     }
     // The Redis client configuration reads the TLS files: a missing or
     // unusable one stops the start (and `--check`) naming its key.
@@ -98,36 +98,25 @@ async fn main() -> anyhow::Result<()> {
 
 /// `GET /healthz` on the listen port (the loopback address when it listens
 /// on every address), with a short deadline: a hung gateway is unhealthy.
-fn healthcheck(listen: std::net::SocketAddr) -> anyhow::Result<()> {
-    use std::io::{Read, Write};
-    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
-    use std::time::Duration;
+async fn healthcheck(listen: std::net::SocketAddr) -> anyhow::Result<()> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
     let ip = match listen.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
         ip => ip,
     };
-    let at = SocketAddr::new(ip, listen.port());
-    let deadline = Duration::from_secs(2);
-    let mut stream = TcpStream::connect_timeout(&at, deadline)
-        .with_context(|| format!("unhealthy: cannot connect to {at}"))?;
-    stream.set_read_timeout(Some(deadline))?;
-    stream.set_write_timeout(Some(deadline))?;
-    write!(
-        stream,
-        "GET /healthz HTTP/1.1\r\nHost: {at}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut head = [0u8; 12];
-    stream
-        .read_exact(&mut head)
-        .with_context(|| format!("unhealthy: no answer from {at}"))?;
-    match &head {
-        b"HTTP/1.1 200" => Ok(()),
-        other => anyhow::bail!(
-            "unhealthy: {at} answered {}",
-            String::from_utf8_lossy(other).trim()
-        ),
-    }
+    let url = format!("http://{}/healthz", SocketAddr::new(ip, listen.port()));
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(2))
+        .build()?;
+    let status = client
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("unhealthy: no answer from {url}"))?
+        .status();
+    anyhow::ensure!(status.is_success(), "unhealthy: {url} answered {status}");
+    Ok(())
 }
 
 fn init_tracing(format: LogFormat) {

@@ -34,6 +34,7 @@ mod config;
 mod front;
 mod gateway;
 mod http;
+pub mod load;
 mod node;
 mod process;
 pub mod profiles;

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
+use herald_tests::load::{now_us, percentile_ms};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 struct Args {
@@ -52,13 +53,6 @@ fn parse() -> Result<Args> {
         }
     }
     Ok(a)
-}
-
-fn now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
 }
 
 /// A server-to-client WebSocket text frame (unmasked) carrying a
@@ -184,12 +178,7 @@ async fn main() -> Result<()> {
     ensure!(got == expected, "received {got} of {expected}");
     let mut l = latencies.lock().map(|l| l.clone()).unwrap_or_default();
     l.sort_unstable();
-    let pct = |p: f64| {
-        l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0) as f64
-            / 1000.0
-    };
+    let pct = |p: f64| percentile_ms(&l, p);
     println!(
         "floor connections={} events={} deliveries={got}/{expected} deliveries_per_s={:.0} \
          {burst} p50_ms={:.2} p99_ms={:.2} max_ms={:.2}",

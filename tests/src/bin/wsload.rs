@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use futures_util::{SinkExt, StreamExt};
 use herald_publisher::{Publisher, Topic};
+use herald_tests::load::{now_us, percentile_ms};
 use herald_tests::{admin_jwt_signed_with, cpu_seconds, rss_kib};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -69,13 +70,6 @@ fn parse() -> Result<Args> {
         bail!("loopback gateways only");
     }
     Ok(a)
-}
-
-fn now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
 }
 
 #[tokio::main]
@@ -143,12 +137,7 @@ async fn main() -> Result<()> {
         .map(|l| l.clone())
         .unwrap_or_default();
     l.sort_unstable();
-    let pct = |p: f64| {
-        l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0) as f64
-            / 1000.0
-    };
+    let pct = |p: f64| percentile_ms(&l, p);
     println!(
         "events={} deliveries={got}/{expected} lost={} duplicated={dup} deliveries_per_s={:.0} \
          p50_ms={:.2} p99_ms={:.2} max_ms={:.2} gateway_cpu_s={gateway_cpu:.2} \

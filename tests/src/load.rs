@@ -1,0 +1,30 @@
+//! What the load tools (`src/bin/`) share: the wall clock their frames
+//! carry, and percentiles of the latencies they measure.
+
+/// Microseconds since the Unix epoch: stamped into a frame by its sender,
+/// compared by its reader (same machine, same clock).
+pub fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// The `p` quantile (0.0–1.0) of sorted microsecond latencies, in ms; 0
+/// when there are none.
+pub fn percentile_ms(sorted_us: &[u64], p: f64) -> f64 {
+    let at = ((sorted_us.len() as f64 * p) as usize).min(sorted_us.len().saturating_sub(1));
+    sorted_us.get(at).copied().unwrap_or(0) as f64 / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn percentiles_of_sorted_latencies() {
+        let us: Vec<u64> = (1..=100).map(|n| n * 1000).collect();
+        assert_eq!(super::percentile_ms(&us, 0.5), 51.0);
+        assert_eq!(super::percentile_ms(&us, 0.99), 100.0);
+        assert_eq!(super::percentile_ms(&us, 1.0), 100.0);
+        assert_eq!(super::percentile_ms(&[], 0.99), 0.0);
+    }
+}
