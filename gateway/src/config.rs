@@ -282,6 +282,11 @@ pub struct Limits {
     /// WebSocket library's own default, 128 KiB, would cost that much RAM
     /// per idle socket; 4096 cost 3.5 KiB more per idle connection than 512.
     pub read_buffer_bytes: usize,
+    /// Bytes of frames queued for one socket that leave in one write: a
+    /// backlog of small events costs one send instead of one per event.
+    /// 0 writes every frame on its own. Default 4096. A socket that had a
+    /// backlog keeps a buffer of up to this (plus one frame) afterwards.
+    pub write_coalesce_bytes: usize,
     /// A socket write that takes longer than this closes the connection. Default 10000.
     pub write_timeout_ms: u64,
     /// Open connections per client IP address on one replica; 0 = no cap. Default 0.
@@ -307,6 +312,7 @@ impl Default for Limits {
             outbound_queue: 1024,
             max_message_bytes: 64 * 1024,
             read_buffer_bytes: 512,
+            write_coalesce_bytes: 4096,
             write_timeout_ms: 10_000,
             connections_per_ip: 0,
             connections_per_principal: 0,
@@ -721,6 +727,13 @@ impl Config {
         if self.limits.max_message_bytes < 64 {
             return invalid("limits.max_message_bytes", "must be at least 64".to_owned());
         }
+        if self.limits.write_coalesce_bytes > 1 << 20 {
+            return invalid(
+                "limits.write_coalesce_bytes",
+                "must be at most 1048576 (a socket keeps a buffer this large after a backlog)"
+                    .to_owned(),
+            );
+        }
         if self.limits.read_buffer_bytes < 256 {
             return invalid(
                 "limits.read_buffer_bytes",
@@ -1063,6 +1076,16 @@ mod tests {
         let e = c.validate().expect_err("zero queue");
         assert!(
             matches!(e, ConfigError::Invalid { ref key, .. } if key == "limits.outbound_queue"),
+            "{e}"
+        );
+        let mut c =
+            Config::parse("[limits]\nwrite_coalesce_bytes = 2000000\n", "t.toml").expect("parses");
+        c.profiles = Config::parse(DEFAULT_CONFIG, "d")
+            .expect("default")
+            .profiles;
+        let e = c.validate().expect_err("huge coalescing buffer");
+        assert!(
+            matches!(e, ConfigError::Invalid { ref key, .. } if key == "limits.write_coalesce_bytes"),
             "{e}"
         );
         let c = Config::parse("[redis]\nurl = \"http://x\"\n", "t.toml").expect("parses");

@@ -192,6 +192,9 @@ pub async fn run(
         let _ = a.await;
     }
     drain_state.shutdown.begin();
+    // Sessions hear it through the hub: one signal each, where a shared
+    // token would be a waiter list every session re-registers in per event.
+    drain_state.hub.drain_all();
     state.shutdown.wait().await;
     probing.cancel();
     reporting.cancel();

@@ -20,13 +20,12 @@ use std::time::Duration;
 use herald_shared::envelope::{PROBE_EVENT, PROBE_TOPICS};
 use herald_shared::{Envelope, HistoryPolicy, Topic, now_ms};
 use serde_json::value::RawValue;
-use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout, timeout_at};
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
 use crate::config::ReadinessConfig;
-use crate::hub::{Hub, SharedEvent, Subscriber};
+use crate::hub::{Hub, Subscriber};
 use crate::metrics;
 
 /// Probes kept in history: the last one, briefly (the script needs a policy).
@@ -109,7 +108,7 @@ impl Run {
     async fn run(self) {
         let base = &self.topic;
         // One round in flight at a time; a late probe is read and skipped.
-        let (sub, mut rx) = Subscriber::new(64);
+        let sub = Subscriber::new(64);
         let mut joined: Vec<Topic> = Vec::new();
         let mut missed = 0u32;
         let mut seq = 0u64;
@@ -135,7 +134,7 @@ impl Run {
                 }
             }
             seq += 1;
-            let back = all_joined && self.round_trip(&wanted, seq, &mut rx, sent).await;
+            let back = all_joined && self.round_trip(&wanted, seq, &sub, sent).await;
             if back {
                 metrics::probe_round_trip(sent.elapsed().as_secs_f64());
                 missed = 0;
@@ -156,7 +155,7 @@ impl Run {
         &self,
         topics: &[Topic],
         seq: u64,
-        rx: &mut mpsc::Receiver<Arc<SharedEvent>>,
+        sub: &Subscriber,
         sent: Instant,
     ) -> bool {
         let deadline = sent + self.timeout;
@@ -185,13 +184,13 @@ impl Run {
         }
         let mut waiting: Vec<&str> = envelopes.iter().map(|e| e.id.as_str()).collect();
         let wait = async {
-            while let Some(event) = rx.recv().await {
+            loop {
+                let event = sub.next().await;
                 waiting.retain(|id| *id != event.envelope.id);
                 if waiting.is_empty() {
                     return true;
                 }
             }
-            false
         };
         timeout_at(deadline, wait).await.unwrap_or(false)
     }

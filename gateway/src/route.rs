@@ -117,7 +117,7 @@ pub async fn handle(
     let limits = &app.config.limits;
     let upgrade = upgrade
         .read_buffer_size(limits.read_buffer_bytes)
-        .write_buffer_size(0)
+        .write_buffer_size(limits.write_coalesce_bytes)
         .max_message_size(limits.max_message_bytes)
         .max_frame_size(limits.max_message_bytes);
     let resume = Resume {

@@ -46,6 +46,11 @@ impl Shutdown {
         self.token.clone()
     }
 
+    /// Whether the drain has begun.
+    pub fn draining(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
     pub fn tracker(&self) -> &TaskTracker {
         &self.tracker
     }

@@ -5,10 +5,11 @@
 //!   resource), the exclusive key's lease, presence, the topics, the latest
 //!   history (read before subscribing), then the hub;
 //! - serve ([`Session::serve`]): the snapshot, the replay (resume position
-//!   or latest events, gap frame), then a biased `select!` over shutdown,
-//!   the slow-consumer signal, token expiry, the outbound queue, the
-//!   client's frames and the heartbeat timer. Queued events leave in
-//!   batches (fed, then flushed once); every write has a deadline;
+//!   or latest events, gap frame), then a biased `select!` over the hub's
+//!   signals (slow consumer, drain), the one timer (heartbeat, token
+//!   expiry, drain deadline), the outbox and the client's frames. Queued
+//!   events leave in batches (fed, then flushed once); every write has a
+//!   deadline;
 //! - release: presence, hub, lease, metrics; whatever ended the loop is a
 //!   [`CloseReason`] the transport turns into its close.
 //!
@@ -34,10 +35,9 @@ use herald_shared::envelope::{
 use herald_shared::profile::{Command, UnknownFrame, frame_field};
 use herald_shared::{Principal, Topic, now_ms};
 use serde_json::value::RawValue;
-use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout};
 
-use crate::hub::{SharedEvent, Subscriber};
+use crate::hub::{SharedEvent, Signal, Subscriber};
 use crate::limits::{MessageBudget, Slot};
 use crate::profile::CompiledProfile;
 use crate::state::AppState;
@@ -87,7 +87,6 @@ pub struct Resume {
 pub struct Session {
     conn: Connection,
     held: Held,
-    rx: mpsc::Receiver<Arc<SharedEvent>>,
     topics: Vec<Topic>,
     cursor: Cursor,
     announce: bool,
@@ -112,7 +111,7 @@ impl Connection {
         let metrics = &self.profile.metrics;
         metrics.opened.increment(1);
         metrics.connection_opened();
-        let (sub, rx) = Subscriber::new(self.app.config.limits.outbound_queue);
+        let sub = Subscriber::new(self.app.config.limits.outbound_queue);
         let mut held = Held {
             holder: format!("{}-{}", self.app.replica_id, sub.id),
             sub,
@@ -124,7 +123,6 @@ impl Connection {
             Ok((topics, latest, cursor)) => Ok(Session {
                 conn: self,
                 held,
-                rx,
                 topics,
                 cursor,
                 announce: resume.announce,
@@ -207,6 +205,7 @@ impl Connection {
     }
 
     async fn release(&self, held: &Held) {
+        held.sub.end();
         if held.present {
             self.app.presence.leave(&held.holder).await;
         }
@@ -267,8 +266,12 @@ impl Session {
             }
         }
 
-        let shutdown = conn.app.shutdown.token();
+        // A drain is signalled through the hub to every registered
+        // connection; one that registered after it began sees it here.
         let mut drain_at: Option<Instant> = None;
+        if sub.draining() || conn.app.shutdown.draining() {
+            drain_at = Some(Instant::now() + conn.app.shutdown.close_delay());
+        }
         // Without a way back from the client nobody could answer a ping.
         let mut heartbeat = match T::DUPLEX {
             true => conn
@@ -311,14 +314,16 @@ impl Session {
         {
             return r;
         }
-        let rx = &mut self.rx;
+        let mut batch = Vec::new();
         loop {
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled(), if drain_at.is_none() => {
-                    drain_at = Some(Instant::now() + conn.app.shutdown.close_delay());
-                }
-                _ = sub.slow_consumer() => return CloseReason::SlowConsumer,
+                signal = sub.signalled(drain_at.is_none()) => match signal {
+                    Signal::SlowConsumer => return CloseReason::SlowConsumer,
+                    Signal::Drain => {
+                        drain_at = Some(Instant::now() + conn.app.shutdown.close_delay());
+                    }
+                },
                 _ = &mut timer => {
                     let now = Instant::now();
                     if drain_at.is_some_and(|at| at <= now) {
@@ -340,15 +345,17 @@ impl Session {
                         }
                     }
                 }
-                event = rx.recv() => {
-                    let Some(event) = event else { return CloseReason::Internal };
+                () = sub.queued() => {
+                    sub.take(BATCH, &mut batch);
                     // Boxed too: a write's state is the largest in the loop,
                     // and one allocation per batch costs far less than its
                     // socket write.
-                    let write = conn.write_events(transport, &sub, event, rx, &mut channels, cursor);
+                    let write = conn.write_events(transport, &sub, &mut batch, &mut channels, cursor);
                     if let Err(r) = Box::pin(write).await {
                         return r;
                     }
+                    // A burst's batch must not stay with every connection it reached.
+                    batch.shrink_to(8);
                 }
                 msg = transport.recv() => match msg {
                     Inbound::Text(_) | Inbound::Binary if !budget.take(Instant::now()) => {
@@ -534,22 +541,18 @@ impl Connection {
         frames
     }
 
-    /// Write one event and whatever else is queued, up to [`BATCH`], in one flush.
+    /// Write a batch taken from the outbox (emptied here) in one flush.
     async fn write_events<T: Transport>(
         &self,
         transport: &mut T,
         sub: &Arc<Subscriber>,
-        first: Arc<SharedEvent>,
-        rx: &mut mpsc::Receiver<Arc<SharedEvent>>,
+        batch: &mut Vec<Arc<SharedEvent>>,
         channels: &mut Channels,
         cursor: &mut Cursor,
     ) -> Result<(), CloseReason> {
-        let mut frames: Vec<Outbound> = Vec::with_capacity(4);
-        let mut next = Some(first);
-        let mut taken = 0;
+        let mut frames: Vec<Outbound> = Vec::with_capacity(batch.len());
         let now = now_ms();
-        while let Some(event) = next.take() {
-            taken += 1;
+        for event in batch.drain(..) {
             let env = &event.envelope;
             if env.is_control() {
                 if env.event_type == CONTROL_DISCONNECT {
@@ -598,9 +601,6 @@ impl Connection {
                 if resend {
                     frames.extend(self.snapshot_frame().await.map(Outbound::plain));
                 }
-            }
-            if taken < BATCH {
-                next = rx.try_recv().ok();
             }
         }
         let n = frames.len() as u64;

@@ -5,8 +5,8 @@
 //! unsubscribes it; transitions are serialized per shard by an async lock
 //! held across the broker call, so a subscribe and an unsubscribe of one
 //! topic never race. Delivery takes a short read lock, decodes the envelope
-//! once, and `try_send`s one [`SharedEvent`] to each connection's
-//! bounded queue; it never awaits, so one slow socket cannot stall the
+//! once, and offers one [`SharedEvent`] to each connection's bounded
+//! outbox ([`Subscriber`]); it never awaits, so one slow socket cannot stall the
 //! broker's read loop or the other sockets.
 //!
 //! Orders for a user wherever they are connected (disconnect, unsubscribe)
@@ -22,75 +22,23 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use parking_lot::{Mutex, MutexGuard, RwLock};
+use parking_lot::{Mutex, RwLock};
 
 use bytes::Bytes;
 use herald_shared::envelope::{CONTROL_TOPIC, RESERVED_TOPICS};
 use herald_shared::{Envelope, Topic};
-use tokio::sync::{Notify, mpsc};
 
 use crate::broker::{Broker, BrokerError, EventSink};
 use crate::metrics;
 
 mod event;
+mod subscriber;
 pub use event::SharedEvent;
+pub use subscriber::{Offer, Signal, Subscriber};
 
 const SHARDS: usize = 32;
-
-/// One connection as the hub sees it.
-#[derive(Debug)]
-pub struct Subscriber {
-    pub id: u64,
-    tx: mpsc::Sender<Arc<SharedEvent>>,
-    /// Topics joined, to serve an event reaching it through several topics once.
-    topics: Mutex<Vec<Topic>>,
-    slow: AtomicBool,
-    kick: Notify,
-}
-
-impl Subscriber {
-    /// A subscriber and the receiving end of its queue.
-    pub fn new(queue: usize) -> (Arc<Self>, mpsc::Receiver<Arc<SharedEvent>>) {
-        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-        let (tx, rx) = mpsc::channel(queue);
-        let sub = Self {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            tx,
-            topics: Mutex::new(Vec::new()),
-            slow: AtomicBool::new(false),
-            kick: Notify::new(),
-        };
-        (Arc::new(sub), rx)
-    }
-
-    /// Resolves once the hub found this connection's queue full.
-    pub async fn slow_consumer(&self) {
-        if !self.slow.load(Ordering::Acquire) {
-            self.kick.notified().await;
-        }
-    }
-
-    pub fn topics(&self) -> Vec<Topic> {
-        self.lock_topics().clone()
-    }
-
-    fn joined_any(&self, topics: &[Topic]) -> bool {
-        let mine = self.lock_topics();
-        topics.iter().any(|t| mine.contains(t))
-    }
-
-    fn lock_topics(&self) -> MutexGuard<'_, Vec<Topic>> {
-        self.topics.lock()
-    }
-
-    fn mark_slow(&self) {
-        if !self.slow.swap(true, Ordering::AcqRel) {
-            self.kick.notify_one();
-        }
-    }
-}
 
 #[derive(Default)]
 struct Shard {
@@ -258,6 +206,15 @@ impl Hub {
         }
     }
 
+    /// Tell every local connection to close within the drain window.
+    pub fn drain_all(&self) {
+        for shard in &self.principals {
+            for sub in shard.lock().values().flatten() {
+                sub.drain();
+            }
+        }
+    }
+
     /// Hold the control topic for this replica (resubscribed after a broker
     /// reconnect like every topic).
     pub async fn listen_control(&self) -> Result<(), BrokerError> {
@@ -336,13 +293,10 @@ impl EventSink for Hub {
 /// Queue an event to one connection without waiting: a full queue makes it
 /// a slow consumer.
 fn offer(sub: &Subscriber, event: Arc<SharedEvent>) {
-    match sub.tx.try_send(event) {
-        Ok(()) => {}
-        Err(mpsc::error::TrySendError::Full(_)) => {
-            metrics::dropped(metrics::Dropped::SlowConsumer);
-            sub.mark_slow();
-        }
-        Err(mpsc::error::TrySendError::Closed(_)) => metrics::dropped(metrics::Dropped::Closed),
+    match sub.offer(event) {
+        Offer::Queued => {}
+        Offer::Full => metrics::dropped(metrics::Dropped::SlowConsumer),
+        Offer::Gone => metrics::dropped(metrics::Dropped::Closed),
     }
 }
 
@@ -370,8 +324,8 @@ mod tests {
         Topic::parse(s).expect("valid topic")
     }
 
-    fn next_id(rx: &mut mpsc::Receiver<Arc<SharedEvent>>) -> Option<String> {
-        rx.try_recv().ok().map(|e| e.envelope.id.clone())
+    fn next_id(sub: &Subscriber) -> Option<String> {
+        sub.try_next().map(|e| e.envelope.id.clone())
     }
 
     #[tokio::test]
@@ -379,7 +333,7 @@ mod tests {
         let broker = Arc::new(MemoryBroker::new());
         let hub = Hub::new(broker.clone(), 1);
         hub.listen_control().await.expect("control");
-        let (a, _rx) = Subscriber::new(8);
+        let a = Subscriber::new(8);
         assert!(hub.join(&topic(CONTROL_TOPIC), &a).await.is_err());
         hub.leave_all(&a).await;
         assert!(broker.holds(CONTROL_TOPIC), "still held for orders");
@@ -389,8 +343,8 @@ mod tests {
     async fn refcounts_broker_subscriptions_and_dedups() {
         let broker = Arc::new(MemoryBroker::new());
         let hub = Hub::new(broker.clone(), 1);
-        let (a, mut rx_a) = Subscriber::new(8);
-        let (b, mut rx_b) = Subscriber::new(8);
+        let a = Subscriber::new(8);
+        let b = Subscriber::new(8);
         let (alice, admin) = (topic("user:alice"), topic("role:admin"));
         hub.join(&alice, &a).await.expect("join");
         hub.join(&admin, &a).await.expect("join");
@@ -406,9 +360,9 @@ mod tests {
                 .await
                 .expect("publish");
         }
-        assert_eq!(next_id(&mut rx_a).as_deref(), Some("e1"));
-        assert!(rx_a.try_recv().is_err(), "a must see e1 once");
-        assert_eq!(next_id(&mut rx_b).as_deref(), Some("e1"));
+        assert_eq!(next_id(&a).as_deref(), Some("e1"));
+        assert!(a.try_next().is_none(), "a must see e1 once");
+        assert_eq!(next_id(&b).as_deref(), Some("e1"));
 
         // The last local subscriber of a topic leaving unsubscribes the broker;
         // a topic someone still holds stays subscribed.
@@ -420,7 +374,7 @@ mod tests {
             .publish(&envelope("user:alice", &[], "e2"), None)
             .await
             .expect("publish");
-        assert!(rx_a.try_recv().is_err(), "left topics deliver nothing");
+        assert!(a.try_next().is_none(), "left topics deliver nothing");
         hub.leave_all(&b).await;
         assert!(hub.topics().is_empty());
         assert!(!broker.holds("role:admin"), "broker left role:admin");
@@ -430,7 +384,7 @@ mod tests {
     async fn full_queue_marks_slow_consumer() {
         let broker = Arc::new(MemoryBroker::new());
         let hub = Hub::new(broker.clone(), 1);
-        let (a, _rx) = Subscriber::new(1);
+        let a = Subscriber::new(1);
         hub.join(&topic("user:a"), &a).await.expect("join");
         for id in ["1", "2"] {
             broker
@@ -438,8 +392,9 @@ mod tests {
                 .await
                 .expect("publish");
         }
-        tokio::time::timeout(std::time::Duration::from_secs(1), a.slow_consumer())
+        let signal = tokio::time::timeout(std::time::Duration::from_secs(1), a.signalled(false))
             .await
             .expect("kicked");
+        assert_eq!(signal, Signal::SlowConsumer);
     }
 }

@@ -1,9 +1,9 @@
 //! `herald-floor`: the physical floor of a fan-out on this machine, for
 //! BENCHMARKS.md. No gateway: N loopback TCP connections, and for each event
 //! one thread (in a child process holding the server ends) writes the same
-//! pre-encoded WebSocket text frame to every socket, one `write(2)` each. Readers (the same kind of client as
-//! `herald-wsload`: a tokio task per socket) record each frame's latency
-//! from the start of its burst. Whatever a gateway adds on top of this
+//! pre-encoded WebSocket text frame to every socket, one `write(2)` each.
+//! Readers (the client of `herald-wsload`, `load::LightWs`, a tokio task
+//! per socket) record each frame's latency from the start of its burst. Whatever a gateway adds on top of this
 //! (queues, tasks, encoding, batching) is its own cost.
 //!
 //! ```text
@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use herald_tests::load::{now_us, percentile_ms};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use herald_tests::load::{LightWs, now_us, percentile_ms};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 struct Args {
     connections: usize,
@@ -140,15 +140,14 @@ async fn main() -> Result<()> {
         let (received, latencies, events) =
             (Arc::clone(&received), Arc::clone(&latencies), args.events);
         readers.push(tokio::spawn(async move {
-            let mut client = client;
+            let mut client = LightWs::over(client);
             let mut mine = Vec::with_capacity(events as usize);
-            let mut buf = [0u8; PAYLOAD + 2];
+            let mut text = Vec::new();
             for _ in 0..events {
-                if client.read_exact(&mut buf).await.is_err() {
+                if !matches!(client.next_text(&mut text).await, Ok(true)) {
                     break;
                 }
-                let text = String::from_utf8_lossy(&buf[2..]);
-                let Ok(v) = serde_json::from_str::<serde_json::Value>(text.trim_end()) else {
+                let Ok(v) = serde_json::from_slice::<serde_json::Value>(&text) else {
                     continue;
                 };
                 if let Some(sent) = v["t"].as_u64() {

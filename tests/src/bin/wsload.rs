@@ -1,21 +1,23 @@
 //! `herald-wsload`: a bounded load tool for BENCHMARKS.md.
 //!
-//! Opens N WebSocket connections to a gateway (the kubegen route, all
-//! subscribed to one channel), measures the gateway's RSS before and after
-//! (idle cost per connection), then publishes M events through
-//! `herald-publisher` and measures deliveries per second and the
-//! publish-to-receive latency (p50/p99) over every delivery. Every socket
-//! checks that it received each event exactly once: `lost` and
-//! `duplicated` count the misses and repeats over all of them. Each socket
-//! is read (and the route's pings answered) from the moment it opens.
-//! `--channel NAME` (default `bench`) lets several load processes, one per
-//! replica, count only their own events.
+//! Opens N WebSocket connections to a server (Herald's kubegen route, or a
+//! peer: `--protocol socketio|pusher`), all in one channel, spread over the
+//! addresses given (`--gateway a,b`: replicas), from `--openers` tasks at
+//! once. It measures the servers' summed RSS before and after (idle cost
+//! per connection), then publishes M events (Herald through
+//! `herald-publisher`; the peers over their HTTP publish APIs) and
+//! measures deliveries per second and the publish-to-receive latency
+//! (p50/p99) over every delivery. Every socket checks that it received each
+//! event exactly once: `lost` and `duplicated` count the misses and repeats
+//! over all of them. Each socket is read (and the server's pings answered)
+//! from the moment it joined. `--channel NAME` (default `bench`) lets
+//! several load processes count only their own events.
 //!
 //! ```text
 //! herald-wsload --gateway 127.0.0.1:8080 --pid $(pidof herald-gateway) \
-//!   --redis redis://127.0.0.1:6390 --connections 2000 --events 200 --rate 100
+//!   --publish redis://127.0.0.1:6390 --connections 2000 --events 200 --rate 100
 //! ```
-//! The gateway needs HERALD_JWT_SECRET equal to --jwt-secret. Loopback only;
+//! Herald needs HERALD_JWT_SECRET equal to --jwt-secret. Loopback only;
 //! every loop is bounded by the counts given and a deadline.
 
 use std::sync::Arc;
@@ -23,42 +25,71 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use futures_util::{SinkExt, StreamExt};
-use herald_publisher::{Publisher, Topic};
-use herald_tests::load::{now_us, percentile_ms};
+use herald_tests::load::{Frame, LightWs, Protocol, Publish, now_us, percentile_ms};
 use herald_tests::{admin_jwt_signed_with, cpu_seconds, rss_kib};
-use tokio_tungstenite::tungstenite::Message;
 
 struct Args {
-    gateway: String,
-    pid: u32,
-    redis: String,
+    protocol: Protocol,
+    gateways: Vec<String>,
+    pids: Vec<u32>,
+    /// Herald's Redis URL, or a peer's HTTP `host:port`.
+    publish: String,
     connections: usize,
+    openers: usize,
     events: u64,
     rate: u64,
     jwt_secret: String,
     channel: String,
+    /// Ask each server for a full garbage collection before reading its
+    /// RSS (the Socket.IO peer's `POST /gc`).
+    gc: bool,
+    /// A user (JWT `sub`) of its own per connection, as in a connect storm
+    /// of real clients; otherwise one user for all.
+    distinct_users: bool,
 }
 
 fn parse() -> Result<Args> {
     let mut a = Args {
-        gateway: "127.0.0.1:8080".into(),
-        pid: 0,
-        redis: "redis://127.0.0.1:6379".into(),
+        protocol: Protocol::Herald,
+        gateways: vec!["127.0.0.1:8080".into()],
+        pids: Vec::new(),
+        publish: "redis://127.0.0.1:6379".into(),
         connections: 1000,
+        openers: 1,
         events: 100,
         rate: 100,
         jwt_secret: herald_tests::JWT_SECRET.into(),
         channel: "bench".into(),
+        gc: false,
+        distinct_users: false,
     };
+    let list = |v: &str| v.split(',').map(str::to_owned).collect::<Vec<_>>();
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        match flag.as_str() {
+            "--gc" => {
+                a.gc = true;
+                continue;
+            }
+            "--distinct-users" => {
+                a.distinct_users = true;
+                continue;
+            }
+            _ => {}
+        }
         let value = it.next().with_context(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
-            "--gateway" => a.gateway = value,
-            "--pid" => a.pid = value.parse()?,
-            "--redis" => a.redis = value,
+            "--protocol" => a.protocol = Protocol::parse(&value)?,
+            "--gateway" => a.gateways = list(&value),
+            "--pid" => {
+                a.pids = list(&value)
+                    .iter()
+                    .map(|p| p.parse())
+                    .collect::<Result<_, _>>()?
+            }
+            "--publish" | "--redis" => a.publish = value,
             "--connections" => a.connections = value.parse()?,
+            "--openers" => a.openers = value.parse::<usize>()?.max(1),
             "--events" => a.events = value.parse()?,
             "--rate" => a.rate = value.parse()?,
             "--jwt-secret" => a.jwt_secret = value,
@@ -66,60 +97,74 @@ fn parse() -> Result<Args> {
             _ => bail!("unknown flag {flag}"),
         }
     }
-    if !a.gateway.starts_with("127.") && !a.gateway.starts_with("localhost") {
-        bail!("loopback gateways only");
+    if let Some(g) = a.gateways.iter().find(|g| !g.starts_with("127.")) {
+        bail!("loopback servers only, not {g}");
     }
     Ok(a)
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let args = parse()?;
-    let token = admin_jwt_signed_with(&args.jwt_secret, "load");
-    let rss_before = rss_kib(args.pid);
-    let url = format!("ws://{}/v1/ws?token={token}", args.gateway);
-    let subscribe = serde_json::json!({"type": "subscribe", "channel": args.channel}).to_string();
+    let args = Arc::new(parse()?);
+    let rss_before = rss(&args).await;
     let expected = args.events * args.connections as u64;
     let tallies = Arc::new(Tallies {
         received: AtomicU64::new(0),
         duplicated: AtomicU64::new(0),
         latencies: std::sync::Mutex::new(Vec::with_capacity(expected as usize)),
     });
-    let mut readers = Vec::with_capacity(args.connections);
+    // Tokens are minted before the clock starts: a client arrives with one.
+    let paths: Arc<Vec<String>> = Arc::new(match args.distinct_users {
+        true => (0..args.connections)
+            .map(|i| {
+                let sub = format!("load-{}-{i}", args.channel);
+                args.protocol
+                    .path(&admin_jwt_signed_with(&args.jwt_secret, &sub))
+            })
+            .collect(),
+        false => vec![
+            args.protocol
+                .path(&admin_jwt_signed_with(&args.jwt_secret, "load")),
+        ],
+    });
     let opened = Instant::now();
-    for _ in 0..args.connections {
-        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await?;
-        ws.send(Message::Text(subscribe.as_str().into())).await?;
-        // Read from the start: the route's heartbeat pings must be answered
-        // even while the other connections are still opening.
-        readers.push(tokio::spawn(read_events(
-            ws,
-            args.events,
-            Arc::clone(&tallies),
-        )));
+    let opened_from_us = now_us();
+    // Each opener takes every `openers`-th connection, in turn over the
+    // servers, and opens them one after another.
+    let openers: Vec<_> = (0..args.openers)
+        .map(|first| {
+            let (args, tallies, paths) =
+                (Arc::clone(&args), Arc::clone(&tallies), Arc::clone(&paths));
+            tokio::spawn(async move { open(&args, &paths, first, &tallies).await })
+        })
+        .collect();
+    let mut readers = Vec::with_capacity(args.connections);
+    for opener in openers {
+        readers.extend(opener.await??);
     }
     let open_secs = opened.elapsed().as_secs_f64();
+    let opened_until_us = now_us();
     tokio::time::sleep(Duration::from_secs(2)).await; // let subscriptions and allocations settle
-    let rss_idle = rss_kib(args.pid);
+    let rss_idle = rss(&args).await;
     println!(
-        "connections={} opened_per_s={:.0} rss_before_kib={rss_before} rss_idle_kib={rss_idle} per_connection_kib={:.2}",
+        "connections={} opened_per_s={:.0} opened_from_us={opened_from_us} opened_until_us={opened_until_us} \
+         rss_before_kib={rss_before} rss_idle_kib={rss_idle} per_connection_kib={:.2}",
         args.connections,
         args.connections as f64 / open_secs,
         (rss_idle.saturating_sub(rss_before)) as f64 / args.connections as f64
     );
 
-    let publisher = Publisher::connect(&args.redis).await?;
-    let topic = [Topic::resource("kubegen", &args.channel)?];
-    let cpu_before = cpu_seconds(args.pid);
+    let publisher = Publish::connect(args.protocol, &args.publish, &args.channel).await?;
+    let cpu = || args.pids.iter().map(|p| cpu_seconds(*p)).sum::<f64>();
+    let cpu_before = cpu();
     let started = Instant::now();
     let gap = Duration::from_secs_f64(1.0 / args.rate.max(1) as f64);
     for n in 0..args.events {
-        publisher
-            .publish(&topic, "bench", &serde_json::json!({"n": n, "t": now_us()}))
-            .await?;
+        publisher.publish(n).await?;
         let next = started + gap * (n as u32 + 1);
         tokio::time::sleep_until(next.into()).await;
     }
+    let published_secs = started.elapsed().as_secs_f64();
     // Readers get 120 s after the last publish at the most; a reader still
     // waiting then has lost events (counted below), and is dropped at exit.
     let _ = tokio::time::timeout(
@@ -128,7 +173,7 @@ async fn main() -> Result<()> {
     )
     .await;
     let secs = started.elapsed().as_secs_f64();
-    let gateway_cpu = cpu_seconds(args.pid) - cpu_before;
+    let gateway_cpu = cpu() - cpu_before;
     let got = tallies.received.load(Ordering::Relaxed);
     let dup = tallies.duplicated.load(Ordering::Relaxed);
     let mut l = tallies
@@ -139,11 +184,12 @@ async fn main() -> Result<()> {
     l.sort_unstable();
     let pct = |p: f64| percentile_ms(&l, p);
     println!(
-        "events={} deliveries={got}/{expected} lost={} duplicated={dup} deliveries_per_s={:.0} \
-         p50_ms={:.2} p99_ms={:.2} max_ms={:.2} gateway_cpu_s={gateway_cpu:.2} \
+        "events={} deliveries={got}/{expected} lost={} duplicated={dup} offered_per_s={:.0} \
+         deliveries_per_s={:.0} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} gateway_cpu_s={gateway_cpu:.2} \
          gateway_cpu_us_per_delivery={:.2}",
         args.events,
         expected - got,
+        expected as f64 / published_secs,
         got as f64 / secs,
         pct(0.50),
         pct(0.99),
@@ -153,6 +199,43 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
+/// Open this opener's share of the connections; each starts its reader as
+/// soon as it joined, so the server's pings are answered while the rest open.
+async fn open(
+    args: &Args,
+    paths: &[String],
+    first: usize,
+    tallies: &Arc<Tallies>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>> {
+    let mut readers = Vec::new();
+    for i in (first..args.connections).step_by(args.openers) {
+        let server = &args.gateways[i % args.gateways.len()];
+        let path = &paths[i % paths.len()];
+        let mut ws = LightWs::connect(server, path)
+            .await
+            .with_context(|| format!("connection {i} to {server}"))?;
+        args.protocol.join(&mut ws, &args.channel).await?;
+        readers.push(tokio::spawn(read_events(
+            ws,
+            args.protocol,
+            args.events,
+            Arc::clone(tallies),
+        )));
+    }
+    Ok(readers)
+}
+
+/// The servers' summed RSS, after a full collection where asked.
+async fn rss(args: &Args) -> u64 {
+    if args.gc {
+        let client = reqwest::Client::new();
+        for server in &args.gateways {
+            let _ = client.post(format!("http://{server}/gc")).send().await;
+        }
+    }
+    args.pids.iter().map(|p| rss_kib(*p)).sum()
+}
+
 /// What every socket's reader adds up.
 struct Tallies {
     received: AtomicU64,
@@ -160,37 +243,27 @@ struct Tallies {
     latencies: std::sync::Mutex<Vec<u64>>,
 }
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
 /// One socket's reader: answers the route's pings, records each event's
 /// latency once, counts repeats, until every event came or the socket ends.
-async fn read_events(mut ws: Socket, events: u64, tallies: Arc<Tallies>) {
+async fn read_events(mut ws: LightWs, protocol: Protocol, events: u64, tallies: Arc<Tallies>) {
     let mut mine = Vec::with_capacity(events as usize);
     let mut seen = vec![false; events as usize];
+    let mut text = Vec::new();
     while (mine.len() as u64) < events {
         // No timer and no cancellation per read: both cost the client more
         // than the floor's readers pay. `main` bounds the wait instead.
-        let text = match ws.next().await {
-            Some(Ok(Message::Text(t))) => t,
-            Some(Ok(_)) => continue,
-            _ => break,
-        };
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(text.as_str()) else {
-            continue;
-        };
-        if v["type"] == "ping" {
-            if ws
-                .send(Message::Text(r#"{"type":"pong"}"#.into()))
-                .await
-                .is_err()
-            {
-                break;
-            }
-            continue;
+        if !matches!(ws.next_text(&mut text).await, Ok(true)) {
+            break;
         }
-        let (Some(sent), Some(n)) = (v["data"]["t"].as_u64(), v["data"]["n"].as_u64()) else {
-            continue;
+        let (n, sent) = match protocol.read(&text) {
+            Frame::Event { n, t } => (n, t),
+            Frame::Ping => {
+                if ws.send_text(protocol.pong()).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+            Frame::Other => continue,
         };
         match seen.get_mut(n as usize) {
             Some(seen) if !*seen => {

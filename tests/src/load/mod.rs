@@ -1,5 +1,14 @@
 //! What the load tools (`src/bin/`) share: the wall clock their frames
-//! carry, and percentiles of the latencies they measure.
+//! carry, percentiles of the latencies they measure, the light WebSocket
+//! client every load tool reads with (so a gateway, its peers and the
+//! floor are measured through the same client cost), and the protocols of
+//! the servers they drive.
+
+mod light_ws;
+mod protocol;
+
+pub use light_ws::LightWs;
+pub use protocol::{Frame, Protocol, Publish};
 
 /// Microseconds since the Unix epoch: stamped into a frame by its sender,
 /// compared by its reader (same machine, same clock).
