@@ -35,12 +35,15 @@ results="$dir/results"
 : >"$results"
 # Below the ephemeral range (32768-60999): the load tool's own sockets
 # could hold any port above it.
-base=$((20000 + RANDOM % 8000))
+first_port=$((20000 + RANDOM % 4000))
 started=()
 stop_all() {
   for pid in "${started[@]}"; do kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true; done
+  # A server that is still draining after 5 s is killed: the next one must
+  # not share the machine with it.
   for pid in "${started[@]}"; do
     for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 -- "-$pid" 2>/dev/null || kill -9 "$pid" 2>/dev/null || true
   done
   started=()
 }
@@ -48,15 +51,20 @@ cleanup() { stop_all; rm -rf "$dir"; }
 trap cleanup EXIT
 
 wait_http() {
-  for _ in $(seq 1 600); do curl -s -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done
+  for _ in $(seq 1 600); do curl -sf -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done
   echo "not answering: $1" >&2
   return 1
 }
 
 # Start SERVER; sets proto, gateways, pids, publish, extra for herald-wsload.
+# Every start takes ports of its own, so nothing left of the previous one
+# can answer in its place.
+starts=0
 start_server() {
   local server=$1
   extra=()
+  starts=$((starts + 1))
+  base=$((first_port + 10 * (starts % 400)))
   case "$server" in
     herald1 | herald2)
       local n=${server#herald} port_redis=$base
@@ -87,7 +95,7 @@ start_server() {
     sockudo)
       SOCKUDO_PORT=$((base + 1)) setsid "$peers/sockudo/start.sh" >"$dir/sockudo.out" 2>"$dir/sockudo.err" &
       started+=($!)
-      wait_http "http://127.0.0.1:$((base + 1))/"
+      wait_http "http://127.0.0.1:$((base + 1))/up/bench"
       pids=${started[-1]}
       gateways="127.0.0.1:$((base + 1))"
       proto=pusher publish="127.0.0.1:$((base + 1))"

@@ -274,6 +274,11 @@ pub struct Limits {
     /// Events queued for one socket before it counts as a slow consumer and
     /// is closed. Default 1024.
     pub outbound_queue: usize,
+    /// Longest an event may wait in the replica (from its arrival to its
+    /// socket write) before its connection counts as a slow consumer and
+    /// is closed: under overload, delay stays bounded and the clients that
+    /// fell behind resume from history. 0 = no bound. Default 10000.
+    pub max_queue_delay_ms: u64,
     /// Largest client message accepted, in bytes; larger closes with 1009. Default 65536.
     pub max_message_bytes: usize,
     /// Per-socket read buffer. Default 512: it is allocated for every socket
@@ -310,6 +315,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             outbound_queue: 1024,
+            max_queue_delay_ms: 10_000,
             max_message_bytes: 64 * 1024,
             read_buffer_bytes: 512,
             write_coalesce_bytes: 4096,

@@ -261,6 +261,9 @@ impl RouteMetrics {
 pub enum Dropped {
     /// Its queue was full; it is closed.
     SlowConsumer,
+    /// It waited longer than `limits.max_queue_delay_ms`; the connection is
+    /// closed as a slow consumer.
+    QueueDelay,
     /// It was closing.
     Closed,
     /// A repeat from Redis, already delivered.
@@ -268,11 +271,17 @@ pub enum Dropped {
 }
 
 impl Dropped {
-    const ALL: [Self; 3] = [Self::SlowConsumer, Self::Closed, Self::Duplicate];
+    const ALL: [Self; 4] = [
+        Self::SlowConsumer,
+        Self::QueueDelay,
+        Self::Closed,
+        Self::Duplicate,
+    ];
 
     fn label(self) -> &'static str {
         match self {
             Self::SlowConsumer => "slow_consumer",
+            Self::QueueDelay => "queue_delay",
             Self::Closed => "closed",
             Self::Duplicate => "duplicate",
         }
@@ -280,7 +289,11 @@ impl Dropped {
 }
 
 pub fn dropped(reason: Dropped) {
-    counter!(DROPPED, "reason" => reason.label()).increment(1);
+    dropped_events(reason, 1);
+}
+
+pub fn dropped_events(reason: Dropped, n: u64) {
+    counter!(DROPPED, "reason" => reason.label()).increment(n);
 }
 
 pub fn broker_message() {

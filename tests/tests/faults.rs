@@ -190,3 +190,55 @@ async fn a_client_that_never_reads_is_closed_and_the_others_keep_up() -> Result<
     assert!(rss_kib < 200 * 1024, "gateway RSS {rss_kib} KiB");
     Ok(())
 }
+
+/// Overload's bound: a client whose events wait in the replica longer than
+/// `limits.max_queue_delay_ms` is closed as a slow consumer, with everything
+/// before the cut delivered in order, even though its queue never filled.
+#[tokio::test]
+async fn events_waiting_past_the_delay_bound_close_the_connection() -> Result<()> {
+    // The queue is large enough never to fill: only the delay bound can cut.
+    let config = "[limits]\noutbound_queue = 100000\nmax_queue_delay_ms = 500\n".to_owned();
+    let c = Cluster::start(1, Some(config)).await?;
+    c.publisher
+        .add_api_key("k-alice", &Principal::new("alice"))
+        .await?;
+    let mut slow = WsClient::connect_small_buffer(&c.gw(0).addr, "/api/ws?token=k-alice").await?;
+    assert_eq!(slow.next_json().await?["type"], "sync");
+    // More than the socket buffers hold, so the rest waits in the replica.
+    let blob = "x".repeat(16 * 1024);
+    const BIG: u64 = 400;
+    let topic = [Topic::user("alice")?];
+    for seq in 0..BIG {
+        c.publisher
+            .progress(&topic, &json!({"seq": seq, "blob": blob}))
+            .await?;
+    }
+    // The client being late is what is tested: it reads again only after
+    // the events left queued have waited past the bound.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (frames, closed) = slow.until_closed().await?;
+    for (want, frame) in frames.iter().enumerate() {
+        assert_eq!(
+            frame["seq"], want,
+            "delivered events in order, none skipped"
+        );
+    }
+    assert!(
+        frames.len() < BIG as usize,
+        "the late backlog was cut: {} of {BIG}",
+        frames.len()
+    );
+    assert_eq!(closed.code(), Some(1013), "{closed:?}");
+    let metrics = c.gw(0).get("/metrics").await?.1;
+    let late = metrics
+        .lines()
+        .find(|l| l.starts_with("herald_messages_dropped_total") && l.contains("queue_delay"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert_eq!(
+        late,
+        BIG - frames.len() as u64,
+        "every event not delivered is counted: {metrics}"
+    );
+    Ok(())
+}

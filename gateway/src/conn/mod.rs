@@ -550,6 +550,21 @@ impl Connection {
         channels: &mut Channels,
         cursor: &mut Cursor,
     ) -> Result<(), CloseReason> {
+        // The oldest event waited longest: past the bound, the client has
+        // fallen behind for good (or the replica is overloaded), and closing
+        // it as a slow consumer keeps every delivered event's delay bounded.
+        // Its whole queue is dropped with it.
+        let bound = self.app.config.limits.max_queue_delay_ms;
+        if bound > 0
+            && batch
+                .first()
+                .is_some_and(|e| e.arrived.elapsed() > Duration::from_millis(bound))
+        {
+            sub.take(usize::MAX, batch);
+            let late = batch.drain(..).count() as u64;
+            crate::metrics::dropped_events(crate::metrics::Dropped::QueueDelay, late);
+            return Err(CloseReason::SlowConsumer);
+        }
         let mut frames: Vec<Outbound> = Vec::with_capacity(batch.len());
         let now = now_ms();
         for event in batch.drain(..) {

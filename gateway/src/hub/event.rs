@@ -6,6 +6,7 @@
 //! every other connection of that shape reuses the bytes.
 
 use std::sync::OnceLock;
+use std::time::Instant;
 
 use axum::extract::ws::Utf8Bytes;
 use herald_shared::Envelope;
@@ -13,6 +14,9 @@ use herald_shared::Envelope;
 #[derive(Debug)]
 pub struct SharedEvent {
     pub envelope: Envelope,
+    /// When this replica took it: how long it waited in the replica is the
+    /// queueing delay `limits.max_queue_delay_ms` bounds.
+    pub arrived: Instant,
     frames: Box<[OnceLock<Utf8Bytes>]>,
 }
 
@@ -21,6 +25,7 @@ impl SharedEvent {
     pub fn new(envelope: Envelope, shapes: usize) -> Self {
         Self {
             envelope,
+            arrived: Instant::now(),
             frames: (0..shapes).map(|_| OnceLock::new()).collect(),
         }
     }
