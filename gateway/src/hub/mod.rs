@@ -16,8 +16,10 @@
 //!
 //! Slow-consumer policy: when a connection's queue is full the event is
 //! dropped for that connection, counted, and the connection is told to close
-//! with its profile's `close.slow_consumer` code. The client reconnects and
-//! resynchronises; it is never silently left with a gap.
+//! with its profile's `close.slow_consumer` code; the session does the same
+//! when its oldest queued event waited past `limits.max_queue_delay_ms`
+//! (overload). The client reconnects and resynchronises; it is never
+//! silently left with a gap.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};

@@ -112,6 +112,7 @@ async fn main() -> Result<()> {
         received: AtomicU64::new(0),
         duplicated: AtomicU64::new(0),
         latencies: std::sync::Mutex::new(Vec::with_capacity(expected as usize)),
+        first: std::sync::Mutex::new(Vec::with_capacity(args.connections)),
     });
     // Tokens are minted before the clock starts: a client arrives with one.
     let paths: Arc<Vec<String>> = Arc::new(match args.distinct_users {
@@ -167,13 +168,17 @@ async fn main() -> Result<()> {
     let published_secs = started.elapsed().as_secs_f64();
     // Readers get 120 s after the last publish at the most; a reader still
     // waiting then has lost events (counted below), and is dropped at exit.
-    let _ = tokio::time::timeout(
+    // Each reader hands its socket back, closed only once every reader is
+    // done: a client closing while others still wait for the last event
+    // would charge its disconnect to their latency.
+    let sockets = tokio::time::timeout(
         Duration::from_secs(120),
         futures_util::future::join_all(readers),
     )
     .await;
     let secs = started.elapsed().as_secs_f64();
     let gateway_cpu = cpu() - cpu_before;
+    drop(sockets);
     let got = tallies.received.load(Ordering::Relaxed);
     let dup = tallies.duplicated.load(Ordering::Relaxed);
     let mut l = tallies
@@ -183,10 +188,12 @@ async fn main() -> Result<()> {
         .unwrap_or_default();
     l.sort_unstable();
     let pct = |p: f64| percentile_ms(&l, p);
+    let mut first = tallies.first.lock().map(|l| l.clone()).unwrap_or_default();
+    first.sort_unstable();
     println!(
         "events={} deliveries={got}/{expected} lost={} duplicated={dup} offered_per_s={:.0} \
-         deliveries_per_s={:.0} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} gateway_cpu_s={gateway_cpu:.2} \
-         gateway_cpu_us_per_delivery={:.2}",
+         deliveries_per_s={:.0} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} first_event_p99_ms={:.2} \
+         gateway_cpu_s={gateway_cpu:.2} gateway_cpu_us_per_delivery={:.2}",
         args.events,
         expected - got,
         expected as f64 / published_secs,
@@ -194,6 +201,7 @@ async fn main() -> Result<()> {
         pct(0.50),
         pct(0.99),
         pct(1.0),
+        percentile_ms(&first, 0.99),
         gateway_cpu * 1e6 / got.max(1) as f64
     );
     Ok(())
@@ -206,7 +214,7 @@ async fn open(
     paths: &[String],
     first: usize,
     tallies: &Arc<Tallies>,
-) -> Result<Vec<tokio::task::JoinHandle<()>>> {
+) -> Result<Vec<tokio::task::JoinHandle<LightWs>>> {
     let mut readers = Vec::new();
     for i in (first..args.connections).step_by(args.openers) {
         let server = &args.gateways[i % args.gateways.len()];
@@ -241,14 +249,23 @@ struct Tallies {
     received: AtomicU64,
     duplicated: AtomicU64,
     latencies: std::sync::Mutex<Vec<u64>>,
+    /// The first event's latencies alone: a connection's first delivery
+    /// pays for buffers that later ones reuse.
+    first: std::sync::Mutex<Vec<u64>>,
 }
 
 /// One socket's reader: answers the route's pings, records each event's
 /// latency once, counts repeats, until every event came or the socket ends.
-async fn read_events(mut ws: LightWs, protocol: Protocol, events: u64, tallies: Arc<Tallies>) {
+async fn read_events(
+    mut ws: LightWs,
+    protocol: Protocol,
+    events: u64,
+    tallies: Arc<Tallies>,
+) -> LightWs {
     let mut mine = Vec::with_capacity(events as usize);
     let mut seen = vec![false; events as usize];
     let mut text = Vec::new();
+    let mut first = None;
     while (mine.len() as u64) < events {
         // No timer and no cancellation per read: both cost the client more
         // than the floor's readers pay. `main` bounds the wait instead.
@@ -268,7 +285,11 @@ async fn read_events(mut ws: LightWs, protocol: Protocol, events: u64, tallies: 
         match seen.get_mut(n as usize) {
             Some(seen) if !*seen => {
                 *seen = true;
-                mine.push(now_us().saturating_sub(sent));
+                let latency = now_us().saturating_sub(sent);
+                if n == 0 {
+                    first = Some(latency);
+                }
+                mine.push(latency);
                 tallies.received.fetch_add(1, Ordering::Relaxed);
             }
             _ => {
@@ -279,4 +300,8 @@ async fn read_events(mut ws: LightWs, protocol: Protocol, events: u64, tallies: 
     if let Ok(mut l) = tallies.latencies.lock() {
         l.extend(mine);
     }
+    if let (Some(latency), Ok(mut l)) = (first, tallies.first.lock()) {
+        l.push(latency);
+    }
+    ws
 }
