@@ -31,7 +31,8 @@ redis-server --port "$port_redis" --bind 127.0.0.1 --save "" --appendonly no --d
 gw=0
 loads=()
 cleanup() {
-  for pid in "${loads[@]}" "$gw"; do kill "$pid" 2>/dev/null || true; done
+  # 0 is "nothing running": kill 0 would signal this whole process group.
+  for pid in "${loads[@]}" "$gw"; do [ "$pid" = 0 ] || kill "$pid" 2>/dev/null || true; done
   redis-cli -p "$port_redis" shutdown nosave >/dev/null 2>&1 || true
   rm -rf "$dir"
 }

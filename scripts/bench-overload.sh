@@ -23,7 +23,8 @@ port_gw=$((25000 + RANDOM % 7000))
 dir=$(mktemp -d)
 redis-server --port "$port_redis" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" --daemonize yes >/dev/null
 gw=0
-trap 'redis-cli -p "$port_redis" shutdown nosave >/dev/null 2>&1 || true; kill "$gw" 2>/dev/null || true; rm -rf "$dir"' EXIT
+# gw=0 is "nothing running": kill 0 would signal this whole process group.
+trap 'redis-cli -p "$port_redis" shutdown nosave >/dev/null 2>&1 || true; [ "$gw" = 0 ] || kill "$gw" 2>/dev/null || true; rm -rf "$dir"' EXIT
 metric() { grep "^$1" "$dir/metrics" | grep -- "$2" | awk '{ s += $NF } END { print s + 0 }'; }
 for run in $(seq 1 "$runs"); do
   for b in "$bound" 0; do
