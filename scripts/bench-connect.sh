@@ -3,8 +3,10 @@
 # with its own user (a JWT minted before the clock starts), opened by
 # PROCESSES herald-wsload processes with OPENERS concurrent openers each, all
 # started at once. A connection counts once it is accepted, authenticated
-# and its subscribe sent; then one event goes to every process's channel
-# and must reach every client (lost=0). The rate is all connections over
+# and its subscribe sent (the clients spread over 64 loopback source
+# addresses: from one, the kernel's local-port search dominates); then one
+# event goes to every process's channel and must reach every client
+# (lost=0). The rate is all connections over
 # the span from the first process's start to the last one's end; RUNS
 # times, a fresh gateway each, and the median.
 # Usage: scripts/bench-connect.sh [connections] [processes] [openers] [runs]
@@ -48,7 +50,7 @@ for run in $(seq 1 "$runs"); do
   loads=()
   for i in $(seq 1 "$processes"); do
     target/release/herald-wsload --gateway "127.0.0.1:$port_gw" --pid "$gw" \
-      --redis "redis://127.0.0.1:$port_redis" --connections "$per" --openers "$openers" \
+      --redis "redis://127.0.0.1:$port_redis" --connections "$per" --openers "$openers" --sources 64 \
       --distinct-users --events 1 --rate 1 --channel "storm-$i" >"$dir/load-$i.out" 2>&1 &
     loads+=($!)
   done

@@ -46,6 +46,9 @@ struct Args {
     /// A user (JWT `sub`) of its own per connection, as in a connect storm
     /// of real clients; otherwise one user for all.
     distinct_users: bool,
+    /// Spread the clients over this many source addresses (127.0.1.x),
+    /// one per opener in turn; 0 = the default address.
+    sources: u8,
 }
 
 fn parse() -> Result<Args> {
@@ -62,6 +65,7 @@ fn parse() -> Result<Args> {
         channel: "bench".into(),
         gc: false,
         distinct_users: false,
+        sources: 0,
     };
     let list = |v: &str| v.split(',').map(str::to_owned).collect::<Vec<_>>();
     let mut it = std::env::args().skip(1);
@@ -90,6 +94,7 @@ fn parse() -> Result<Args> {
             "--publish" | "--redis" => a.publish = value,
             "--connections" => a.connections = value.parse()?,
             "--openers" => a.openers = value.parse::<usize>()?.max(1),
+            "--sources" => a.sources = value.parse()?,
             "--events" => a.events = value.parse()?,
             "--rate" => a.rate = value.parse()?,
             "--jwt-secret" => a.jwt_secret = value,
@@ -219,7 +224,9 @@ async fn open(
     for i in (first..args.connections).step_by(args.openers) {
         let server = &args.gateways[i % args.gateways.len()];
         let path = &paths[i % paths.len()];
-        let mut ws = LightWs::connect(server, path)
+        let source = (args.sources > 0)
+            .then(|| std::net::Ipv4Addr::new(127, 0, 1, 1 + (i % args.sources as usize) as u8));
+        let mut ws = LightWs::connect(server, path, source)
             .await
             .with_context(|| format!("connection {i} to {server}"))?;
         args.protocol.join(&mut ws, &args.channel).await?;

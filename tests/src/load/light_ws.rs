@@ -20,9 +20,28 @@ pub struct LightWs {
 }
 
 impl LightWs {
-    /// Open `ws://{addr}{path}` (path with its query), loopback only.
-    pub async fn connect(addr: &str, path: &str) -> io::Result<Self> {
-        let stream = TcpStream::connect(addr).await?;
+    /// Open `ws://{addr}{path}` (path with its query), loopback only; from
+    /// `source` when given. Tens of thousands of connections from one
+    /// address to one port make the kernel search long for a free local
+    /// port on every connect (`__inet_hash_connect` was half the machine's
+    /// CPU in a connect storm): spreading clients over 127.0.0.0/8 keeps
+    /// that search short.
+    pub async fn connect(
+        addr: &str,
+        path: &str,
+        source: Option<std::net::Ipv4Addr>,
+    ) -> io::Result<Self> {
+        let stream = match source {
+            None => TcpStream::connect(addr).await?,
+            Some(ip) => {
+                let to: std::net::SocketAddr = addr
+                    .parse()
+                    .map_err(|e| io::Error::other(format!("{addr}: {e}")))?;
+                let socket = tokio::net::TcpSocket::new_v4()?;
+                socket.bind((ip, 0).into())?;
+                socket.connect(to).await?
+            }
+        };
         stream.set_nodelay(true)?;
         let mut ws = Self::over(stream);
         let request = format!(
