@@ -10,12 +10,18 @@
 # of the server processes; Socket.IO after a full GC), S2 one-topic fan-out
 # of CONNECTIONS subscribers at each offered rate of RATES (deliveries/s;
 # events for SECONDS each), and the connect rate of the S2 opening (OPENERS
-# concurrent openers; scripts/bench-connect.sh is the connect storm with
-# several load processes). Rounds alternate the servers; medians are
-# printed with the ratios against the targets.
+# concurrent openers); S3 many topics: CONNECTIONS subscribers, each on a
+# topic of its own, S3_RATE events/s (one topic each) for SECONDS; storm:
+# CONNECTIONS clients opened by STORM_OPENERS concurrent openers from 64
+# loopback source addresses (Herald: a user and a JWT each, minted before the
+# clock; scripts/bench-connect.sh spreads a storm over several load
+# processes). Rounds alternate the servers; medians are printed with the
+# ratios against the targets.
 # Usage: scripts/bench-peers.sh [connections] [rounds] [seconds] [rates] [servers]
 #   rates: comma-separated offered deliveries/s (default 50000,100000,200000,400000)
 #   servers: comma-separated subset of floor,herald1,herald2,socketio2,sockudo
+#   SCENARIOS: comma-separated subset of s2,s3,storm (default all three)
+#   S3_RATE (default 2000), STORM_OPENERS (default 32)
 # The peers' start scripts come from HERALD_PEERS (default ../shared/peers);
 # they install into ~/.cache/herald-peers on first use (sockudo: a cargo
 # install of about 10 minutes, needs protobuf-compiler).
@@ -27,6 +33,8 @@ seconds=${3:-10}
 IFS=, read -r -a rates <<<"${4:-50000,100000,200000,400000}"
 IFS=, read -r -a servers <<<"${5:-floor,herald1,herald2,socketio2,sockudo}"
 openers=${OPENERS:-4}
+s3_rate=${S3_RATE:-2000}
+storm_openers=${STORM_OPENERS:-32}
 peers=${HERALD_PEERS:-../shared/peers}
 ulimit -n 20000
 cargo build --release -q -p herald-gateway -p herald-tests --bin herald-gateway --bin herald-wsload --bin herald-floor
@@ -104,24 +112,47 @@ start_server() {
   esac
 }
 
+has() { [[ ",${SCENARIOS:-s2,s3,storm}," == *",$1,"* ]]; }
+# One load run against a fresh start of SERVER; the result line is tagged
+# with the scenario and the offered rate.
+run_load() { # server scenario rate wsload-args...
+  local server=$1 scenario=$2 rate=$3 out
+  shift 3
+  start_server "$server"
+  out=$(target/release/herald-wsload --protocol "$proto" --gateway "$gateways" --pid "$pids" \
+    --publish "$publish" --connections "$connections" "${extra[@]}" "$@" 2>&1 | tr '\n' ' ') || true
+  echo "round=$round server=$server scenario=$scenario rate=$rate $out" | tee -a "$results"
+  stop_all
+}
+
 for round in $(seq 1 "$rounds"); do
   for server in "${servers[@]}"; do
-    for rate in "${rates[@]}"; do
-      per_s=$((rate / connections))
-      [ "$per_s" -ge 1 ] || per_s=1
-      events=$((per_s * seconds))
-      if [ "$server" = floor ]; then
-        out=$(target/release/herald-floor --connections "$connections" --events "$events" --rate "$per_s")
-        echo "round=$round server=floor rate=$rate $out" | tee -a "$results"
-        continue
-      fi
-      start_server "$server"
-      out=$(target/release/herald-wsload --protocol "$proto" --gateway "$gateways" --pid "$pids" \
-        --publish "$publish" --connections "$connections" --openers "$openers" \
-        --events "$events" --rate "$per_s" "${extra[@]}" 2>&1 | tr '\n' ' ') || true
-      echo "round=$round server=$server rate=$rate $out" | tee -a "$results"
-      stop_all
-    done
+    if has s2; then
+      for rate in "${rates[@]}"; do
+        per_s=$((rate / connections))
+        [ "$per_s" -ge 1 ] || per_s=1
+        events=$((per_s * seconds))
+        if [ "$server" = floor ]; then
+          out=$(target/release/herald-floor --connections "$connections" --events "$events" --rate "$per_s")
+          echo "round=$round server=floor scenario=s2 rate=$rate $out" | tee -a "$results"
+          continue
+        fi
+        run_load "$server" s2 "$rate" --openers "$openers" --events "$events" --rate "$per_s"
+      done
+    fi
+    # The floor writes one frame to every socket: it has no topics to pick
+    # from and no handshake beyond the upgrade.
+    [ "$server" != floor ] || continue
+    if has s3; then
+      run_load "$server" s3 "$s3_rate" --openers "$openers" --topics "$connections" \
+        --events "$((s3_rate * seconds))" --rate "$s3_rate"
+    fi
+    if has storm; then
+      users=()
+      [[ "$server" != herald* ]] || users=(--distinct-users)
+      run_load "$server" storm 0 --openers "$storm_openers" --sources 64 "${users[@]}" \
+        --events 1 --rate 1
+    fi
   done
 done
 
@@ -132,38 +163,63 @@ runs = []
 for line in open(path):
     kv = dict(f.split("=", 1) for f in line.split() if "=" in f)
     runs.append(kv)
-def med(server, rate, key):
+def med(server, rate, key, scenario="s2"):
     vals = [float(r[key]) for r in runs
-            if r.get("server") == server and int(r["rate"]) == rate and key in r]
+            if r.get("server") == server and r.get("scenario") == scenario
+            and int(r["rate"]) == rate and key in r]
     return statistics.median(vals) if vals else None
 servers = []
 for r in runs:
     if r["server"] not in servers:
         servers.append(r["server"])
 fmt = lambda v, f="{:.2f}": "-" if v is None else f.format(v)
-print("\nmedians of the rounds")
-print("| server | offered/s | delivered/s | lost | dup | p50 ms | p99 ms | CPU µs/delivery | KiB/conn | connects/s |")
-print("|---|---|---|---|---|---|---|---|---|---|")
-for s in servers:
-    for rate in rates:
-        if s == "floor":
-            print(f"| floor | {rate} | {fmt(med(s, rate, 'deliveries_per_s'), '{:.0f}')} | 0 | 0 "
+has_s2 = any(r.get("scenario") == "s2" for r in runs)
+if has_s2:
+    print("\nS2: one topic, medians of the rounds")
+    print("| server | offered/s | delivered/s | lost | dup | p50 ms | p99 ms | CPU µs/delivery | KiB/conn | connects/s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for s in servers:
+        for rate in rates:
+            if s == "floor":
+                print(f"| floor | {rate} | {fmt(med(s, rate, 'deliveries_per_s'), '{:.0f}')} | 0 | 0 "
+                      f"| {fmt(med(s, rate, 'p50_ms'))} | {fmt(med(s, rate, 'p99_ms'))} "
+                      f"| burst {fmt(med(s, rate, 'burst_ms_median'))} ms | - | - |")
+                continue
+            print(f"| {s} | {rate} | {fmt(med(s, rate, 'deliveries_per_s'), '{:.0f}')} "
+                  f"| {fmt(med(s, rate, 'lost'), '{:.0f}')} | {fmt(med(s, rate, 'duplicated'), '{:.0f}')} "
                   f"| {fmt(med(s, rate, 'p50_ms'))} | {fmt(med(s, rate, 'p99_ms'))} "
-                  f"| burst {fmt(med(s, rate, 'burst_ms_median'))} ms | - | - |")
-            continue
-        print(f"| {s} | {rate} | {fmt(med(s, rate, 'deliveries_per_s'), '{:.0f}')} "
-              f"| {fmt(med(s, rate, 'lost'), '{:.0f}')} | {fmt(med(s, rate, 'duplicated'), '{:.0f}')} "
-              f"| {fmt(med(s, rate, 'p50_ms'))} | {fmt(med(s, rate, 'p99_ms'))} "
-              f"| {fmt(med(s, rate, 'gateway_cpu_us_per_delivery'))} "
-              f"| {fmt(med(s, rate, 'per_connection_kib'))} | {fmt(med(s, rate, 'opened_per_s'), '{:.0f}')} |")
+                  f"| {fmt(med(s, rate, 'gateway_cpu_us_per_delivery'))} "
+                  f"| {fmt(med(s, rate, 'per_connection_kib'))} | {fmt(med(s, rate, 'opened_per_s'), '{:.0f}')} |")
 def ratio(a, b):
     return None if a is None or b is None or b == 0 else a / b
+s3_rate = next((int(r["rate"]) for r in runs if r.get("scenario") == "s3"), None)
+if s3_rate is not None:
+    print(f"\nS3: one topic per connection, {s3_rate} events/s")
+    print("| server | delivered/s | lost | dup | p50 ms | p99 ms | CPU µs/delivery |")
+    print("|---|---|---|---|---|---|---|")
+    for s in servers:
+        if s == "floor":
+            continue
+        m = lambda key: med(s, s3_rate, key, "s3")
+        print(f"| {s} | {fmt(m('deliveries_per_s'), '{:.0f}')} | {fmt(m('lost'), '{:.0f}')} "
+              f"| {fmt(m('duplicated'), '{:.0f}')} | {fmt(m('p50_ms'))} | {fmt(m('p99_ms'))} "
+              f"| {fmt(m('gateway_cpu_us_per_delivery'))} |")
+if any(r.get("scenario") == "storm" for r in runs):
+    print("\nconnect storm (one load process)")
+    print("| server | connections/s | KiB/conn |")
+    print("|---|---|---|")
+    for s in servers:
+        if s != "floor":
+            print(f"| {s} | {fmt(med(s, 0, 'opened_per_s', 'storm'), '{:.0f}')} "
+                  f"| {fmt(med(s, 0, 'per_connection_kib', 'storm'))} |")
 print("\nagainst the targets")
 kib = med("herald1", rates[0], "per_connection_kib")
 print(f"S1 herald1 KiB per idle connection: {fmt(kib)} (target <= 5)")
 if 100000 in rates:
     burst = med("floor", 100000, "burst_ms_median")
     print(f"S2 100k/s herald1 p99 / floor burst: {fmt(ratio(med('herald1', 100000, 'p99_ms'), burst))} (target <= 1.25)")
+    print(f"S2 100k/s herald1 p99 / floor p99 (both read by the same client): "
+          f"{fmt(ratio(med('herald1', 100000, 'p99_ms'), med('floor', 100000, 'p99_ms')))}")
 if 200000 in rates:
     burst = med("floor", 200000, "burst_ms_median")
     conns = [float(r["connections"]) for r in runs if r.get("server") == "floor" and "connections" in r]

@@ -2,12 +2,14 @@
 //! against a Redis Cluster.
 //!
 //! Opens `--connections` WebSocket connections to a gateway (the kubegen
-//! route), each subscribed to a channel of its own, so there are as many
-//! topics as connections. Once the gateway holds them all, `--concurrency`
-//! tasks publish `--events` events through `herald-publisher` as fast as
-//! Redis takes them, one topic after another, each event to one topic. It
-//! prints the publish and delivery rates, the deliveries lost, and the CPU
-//! each Redis server (`--redis-node`, repeated) spent per publish.
+//! route, read with the load tools' light client), each subscribed to a
+//! channel of its own, so there are as many topics as connections. Once the
+//! gateway holds them all, `--concurrency` tasks publish `--events` events
+//! through `herald-publisher` as fast as Redis takes them, one topic after
+//! another, each event to one topic. It prints the publish and delivery
+//! rates, the deliveries lost, repeated and out of order (each socket checks
+//! its topic's sequence), the publish-to-receive latency, and the CPU each
+//! Redis server (`--redis-node`, repeated) spent per publish.
 //!
 //! ```text
 //! herald-topicload --gateway 127.0.0.1:8080 --redis redis-cluster://127.0.0.1:7000 \
@@ -22,10 +24,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use futures_util::{SinkExt, StreamExt};
 use herald_publisher::{Publisher, Topic};
+use herald_tests::load::{Frame, LightWs, Protocol, now_us, percentile_ms};
 use herald_tests::{RedisConnection, Reply, admin_jwt_signed_with, cpu_seconds, http_get, metric};
-use tokio_tungstenite::tungstenite::Message;
 
 struct Args {
     gateway: String,
@@ -99,20 +100,31 @@ async fn topics_held(gateway: &str) -> f64 {
     metric(&text, "herald_topics_subscribed").unwrap_or(0.0)
 }
 
+/// What every socket's reader adds up.
+#[derive(Default)]
+struct Tallies {
+    received: AtomicU64,
+    duplicated: AtomicU64,
+    out_of_order: AtomicU64,
+    latencies: std::sync::Mutex<Vec<u64>>,
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = parse()?;
-    let token = admin_jwt_signed_with(&args.jwt_secret, "load");
-    let url = format!("ws://{}/v1/ws?token={token}", args.gateway);
+    let path = Protocol::Herald.path(&admin_jwt_signed_with(&args.jwt_secret, "load"));
     let baseline = topics_held(&args.gateway).await;
     let mut sockets = Vec::with_capacity(args.connections);
     let opened = Instant::now();
     for i in 0..args.connections {
-        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await?;
-        ws.send(Message::Text(
-            format!(r#"{{"type":"subscribe","channel":"t{i}"}}"#).into(),
-        ))
-        .await?;
+        // Spread over loopback source addresses: tens of thousands of
+        // sockets from one address make every connect search long for a
+        // free local port.
+        let source = std::net::Ipv4Addr::new(127, 0, 1, 1 + (i % 64) as u8);
+        let mut ws = LightWs::connect(&args.gateway, &path, Some(source))
+            .await
+            .with_context(|| format!("connection {i}"))?;
+        Protocol::Herald.join(&mut ws, &format!("t{i}")).await?;
         sockets.push(ws);
     }
     // Publishing starts only once the gateway holds every topic.
@@ -131,26 +143,20 @@ async fn main() -> Result<()> {
         args.connections as f64 / opened.elapsed().as_secs_f64()
     );
 
-    let per_socket = args.events / args.connections as u64;
-    let expected = per_socket * args.connections as u64;
-    let received = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(300);
+    let connections = args.connections as u64;
+    let per_socket = args.events / connections;
+    let expected = per_socket * connections;
+    let tallies = Arc::new(Tallies::default());
     let mut readers = Vec::new();
-    for mut ws in sockets {
-        let received = Arc::clone(&received);
-        readers.push(tokio::spawn(async move {
-            let mut mine = 0u64;
-            while mine < per_socket && Instant::now() < deadline {
-                match tokio::time::timeout(Duration::from_secs(20), ws.next()).await {
-                    Ok(Some(Ok(Message::Text(t)))) if t.as_str().contains("\"bench\"") => {
-                        mine += 1;
-                        received.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ok(Some(Ok(_))) => {}
-                    _ => break,
-                }
-            }
-        }));
+    for (i, ws) in sockets.into_iter().enumerate() {
+        let tallies = Arc::clone(&tallies);
+        readers.push(tokio::spawn(read_topic(
+            ws,
+            i as u64,
+            connections,
+            per_socket,
+            tallies,
+        )));
     }
 
     let publisher = Arc::new(Publisher::connect(&args.redis).await?);
@@ -161,10 +167,10 @@ async fn main() -> Result<()> {
     let gateway_before = cpu_seconds(args.pid);
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
+    let deadline = started + Duration::from_secs(300);
     let mut publishers = Vec::new();
     for _ in 0..args.concurrency {
         let (publisher, next) = (Arc::clone(&publisher), Arc::clone(&next));
-        let connections = args.connections as u64;
         publishers.push(tokio::spawn(async move {
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
@@ -173,7 +179,11 @@ async fn main() -> Result<()> {
                 }
                 let topic = Topic::resource("kubegen", &format!("t{}", n % connections))?;
                 publisher
-                    .publish(&[topic], "bench", &serde_json::json!({"n": n}))
+                    .publish(
+                        &[topic],
+                        "bench",
+                        &serde_json::json!({"n": n, "t": now_us()}),
+                    )
                     .await?;
             }
         }));
@@ -186,24 +196,84 @@ async fn main() -> Result<()> {
     for (port, before) in args.nodes.iter().zip(&cpu_before) {
         cpu.push(redis_cpu(*port).await? - before);
     }
-    for r in readers {
-        let _ = r.await;
-    }
+    // Readers get 60 s after the last publish; one still waiting then has
+    // lost events (counted below). Sockets close only once all are done.
+    let sockets = tokio::time::timeout(
+        Duration::from_secs(60),
+        futures_util::future::join_all(readers),
+    )
+    .await;
     let secs = started.elapsed().as_secs_f64();
     let gateway_cpu = cpu_seconds(args.pid) - gateway_before;
-    let got = received.load(Ordering::Relaxed);
+    drop(sockets);
+    let got = tallies.received.load(Ordering::Relaxed);
     let cpu_total: f64 = cpu.iter().sum();
     let shares: Vec<String> = cpu.iter().map(|c| format!("{c:.2}")).collect();
+    let mut l = tallies
+        .latencies
+        .lock()
+        .map(|l| l.clone())
+        .unwrap_or_default();
+    l.sort_unstable();
     println!(
-        "events={expected} published_per_s={:.0} deliveries={got}/{expected} lost={} deliveries_per_s={:.0} \
-         redis_cpu_s=[{}] redis_cpu_us_per_publish={:.1} gateway_cpu_s={:.2} gateway_cpu_us_per_delivery={:.1}",
+        "events={expected} published_per_s={:.0} deliveries={got}/{expected} lost={} duplicated={} \
+         out_of_order={} deliveries_per_s={:.0} p50_ms={:.2} p99_ms={:.2} redis_cpu_s=[{}] \
+         redis_cpu_us_per_publish={:.1} gateway_cpu_s={:.2} gateway_cpu_us_per_delivery={:.1}",
         expected as f64 / publish_secs,
         expected.saturating_sub(got),
+        tallies.duplicated.load(Ordering::Relaxed),
+        tallies.out_of_order.load(Ordering::Relaxed),
         got as f64 / secs,
+        percentile_ms(&l, 0.50),
+        percentile_ms(&l, 0.99),
         shares.join(","),
         cpu_total * 1e6 / expected as f64,
         gateway_cpu,
         gateway_cpu * 1e6 / got.max(1) as f64,
     );
     Ok(())
+}
+
+/// Socket `i`'s reader: its topic gets events `i`, `i + topics`, … in that
+/// order; each is counted once, with its latency, until all came or the
+/// socket ended. Answers the route's pings.
+async fn read_topic(
+    mut ws: LightWs,
+    i: u64,
+    topics: u64,
+    events: u64,
+    tallies: Arc<Tallies>,
+) -> LightWs {
+    let mut mine = Vec::with_capacity(events as usize);
+    let mut next = i;
+    let mut text = Vec::new();
+    while (mine.len() as u64) < events {
+        if !matches!(ws.next_text(&mut text).await, Ok(true)) {
+            break;
+        }
+        let (n, sent) = match Protocol::Herald.read(&text) {
+            Frame::Event { n, t } => (n, t),
+            Frame::Ping => {
+                if ws.send_text(Protocol::Herald.pong()).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+            Frame::Other => continue,
+        };
+        if n < next {
+            tallies.duplicated.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        if n != next {
+            tallies.out_of_order.fetch_add(1, Ordering::Relaxed);
+        }
+        next = n + topics;
+        mine.push(now_us().saturating_sub(sent));
+        tallies.received.fetch_add(1, Ordering::Relaxed);
+    }
+    if let Ok(mut l) = tallies.latencies.lock() {
+        l.extend(mine);
+    }
+    ws
 }

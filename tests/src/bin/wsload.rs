@@ -1,7 +1,9 @@
 //! `herald-wsload`: a bounded load tool for BENCHMARKS.md.
 //!
 //! Opens N WebSocket connections to a server (Herald's kubegen route, or a
-//! peer: `--protocol socketio|pusher`), all in one channel, spread over the
+//! peer: `--protocol socketio|pusher`), all in one channel (or, with
+//! `--topics K`, over K channels: connection i in channel i mod K, event n
+//! published to channel n mod K), spread over the
 //! addresses given (`--gateway a,b`: replicas), from `--openers` tasks at
 //! once. It measures the servers' summed RSS before and after (idle cost
 //! per connection), then publishes M events (Herald through
@@ -40,6 +42,8 @@ struct Args {
     rate: u64,
     jwt_secret: String,
     channel: String,
+    /// Channels the connections are spread over (1: all in `channel`).
+    topics: u64,
     /// Ask each server for a full garbage collection before reading its
     /// RSS (the Socket.IO peer's `POST /gc`).
     gc: bool,
@@ -63,6 +67,7 @@ fn parse() -> Result<Args> {
         rate: 100,
         jwt_secret: herald_tests::JWT_SECRET.into(),
         channel: "bench".into(),
+        topics: 1,
         gc: false,
         distinct_users: false,
         sources: 0,
@@ -99,6 +104,7 @@ fn parse() -> Result<Args> {
             "--rate" => a.rate = value.parse()?,
             "--jwt-secret" => a.jwt_secret = value,
             "--channel" => a.channel = value,
+            "--topics" => a.topics = value.parse::<u64>()?.max(1),
             _ => bail!("unknown flag {flag}"),
         }
     }
@@ -108,11 +114,31 @@ fn parse() -> Result<Args> {
     Ok(a)
 }
 
+impl Args {
+    /// The channel of connection `i`, and of event `i`.
+    fn channel_of(&self, i: u64) -> String {
+        match self.topics {
+            1 => self.channel.clone(),
+            k => format!("{}-{}", self.channel, i % k),
+        }
+    }
+
+    /// How many of the events go to topic `t` (events `t`, `t + K`, …).
+    fn events_of(&self, t: u64) -> u64 {
+        match t < self.events {
+            true => (self.events - 1 - t) / self.topics + 1,
+            false => 0,
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Arc::new(parse()?);
     let rss_before = rss(&args).await;
-    let expected = args.events * args.connections as u64;
+    let expected: u64 = (0..args.connections as u64)
+        .map(|i| args.events_of(i % args.topics))
+        .sum();
     let tallies = Arc::new(Tallies {
         received: AtomicU64::new(0),
         duplicated: AtomicU64::new(0),
@@ -160,13 +186,13 @@ async fn main() -> Result<()> {
         (rss_idle.saturating_sub(rss_before)) as f64 / args.connections as f64
     );
 
-    let publisher = Publish::connect(args.protocol, &args.publish, &args.channel).await?;
+    let publisher = Publish::connect(args.protocol, &args.publish).await?;
     let cpu = || args.pids.iter().map(|p| cpu_seconds(*p)).sum::<f64>();
     let cpu_before = cpu();
     let started = Instant::now();
     let gap = Duration::from_secs_f64(1.0 / args.rate.max(1) as f64);
     for n in 0..args.events {
-        publisher.publish(n).await?;
+        publisher.publish(&args.channel_of(n), n).await?;
         let next = started + gap * (n as u32 + 1);
         tokio::time::sleep_until(next.into()).await;
     }
@@ -229,11 +255,15 @@ async fn open(
         let mut ws = LightWs::connect(server, path, source)
             .await
             .with_context(|| format!("connection {i} to {server}"))?;
-        args.protocol.join(&mut ws, &args.channel).await?;
+        args.protocol
+            .join(&mut ws, &args.channel_of(i as u64))
+            .await?;
+        let topic = i as u64 % args.topics;
         readers.push(tokio::spawn(read_events(
             ws,
             args.protocol,
-            args.events,
+            (topic, args.topics),
+            args.events_of(topic),
             Arc::clone(tallies),
         )));
     }
@@ -262,10 +292,12 @@ struct Tallies {
 }
 
 /// One socket's reader: answers the route's pings, records each event's
-/// latency once, counts repeats, until every event came or the socket ends.
+/// latency once, counts repeats, until every event of its topic (`t` of
+/// `k`: events t, t + k, …) came or the socket ends.
 async fn read_events(
     mut ws: LightWs,
     protocol: Protocol,
+    (t, k): (u64, u64),
     events: u64,
     tallies: Arc<Tallies>,
 ) -> LightWs {
@@ -289,11 +321,13 @@ async fn read_events(
             }
             Frame::Other => continue,
         };
-        match seen.get_mut(n as usize) {
+        // An event of another topic is a misdelivery: counted with repeats.
+        let mine_n = (n % k == t).then_some(n / k);
+        match mine_n.and_then(|i| seen.get_mut(i as usize)) {
             Some(seen) if !*seen => {
                 *seen = true;
                 let latency = now_us().saturating_sub(sent);
-                if n == 0 {
+                if n == t {
                     first = Some(latency);
                 }
                 mine.push(latency);

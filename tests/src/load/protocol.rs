@@ -166,19 +166,21 @@ async fn expect(ws: &mut LightWs, buf: &mut Vec<u8>, want: impl Fn(&[u8]) -> boo
     )
 }
 
-/// A backend publishing the load's events to one channel.
+/// A backend publishing the load's events.
 #[derive(Debug)]
 pub enum Publish {
-    Herald(herald_publisher::Publisher, [herald_publisher::Topic; 1]),
-    /// The Socket.IO peer's `POST /publish?topic=` (replica 1).
+    Herald(herald_publisher::Publisher),
+    /// The Socket.IO peer's `POST /publish?topic=` at this `host:port`
+    /// (replica 1).
     SocketIo(reqwest::Client, String),
-    /// The Pusher HTTP API, signed as every Pusher server library signs it.
-    Pusher(reqwest::Client, String, String),
+    /// The Pusher HTTP API at this `host:port`, signed as every Pusher
+    /// server library signs it.
+    Pusher(reqwest::Client, String),
 }
 
 impl Publish {
     /// `target` is Herald's Redis URL, or the peer's `host:port`.
-    pub async fn connect(protocol: Protocol, target: &str, channel: &str) -> Result<Self> {
+    pub async fn connect(protocol: Protocol, target: &str) -> Result<Self> {
         let http = || {
             reqwest::Client::builder()
                 .pool_max_idle_per_host(1)
@@ -186,34 +188,31 @@ impl Publish {
                 .context("http client")
         };
         Ok(match protocol {
-            Protocol::Herald => Self::Herald(
-                herald_publisher::Publisher::connect(target).await?,
-                [herald_publisher::Topic::resource("kubegen", channel)?],
-            ),
-            Protocol::SocketIo => {
-                Self::SocketIo(http()?, format!("http://{target}/publish?topic={channel}"))
-            }
-            Protocol::Pusher => Self::Pusher(http()?, target.to_owned(), channel.to_owned()),
+            Protocol::Herald => Self::Herald(herald_publisher::Publisher::connect(target).await?),
+            Protocol::SocketIo => Self::SocketIo(http()?, target.to_owned()),
+            Protocol::Pusher => Self::Pusher(http()?, target.to_owned()),
         })
     }
 
-    /// Publish event `n`, stamped now; returns once the server took it.
-    pub async fn publish(&self, n: u64) -> Result<()> {
+    /// Publish event `n` to `channel`, stamped now; returns once the server
+    /// took it.
+    pub async fn publish(&self, channel: &str, n: u64) -> Result<()> {
         let payload = serde_json::json!({"n": n, "t": super::now_us()});
         match self {
-            Self::Herald(publisher, topic) => {
-                publisher.publish(topic, "bench", &payload).await?;
+            Self::Herald(publisher) => {
+                let topic = herald_publisher::Topic::resource("kubegen", channel)?;
+                publisher.publish(&[topic], "bench", &payload).await?;
             }
-            Self::SocketIo(client, url) => {
+            Self::SocketIo(client, target) => {
                 client
-                    .post(url)
+                    .post(format!("http://{target}/publish?topic={channel}"))
                     .header("content-type", "application/json")
                     .body(payload.to_string())
                     .send()
                     .await?
                     .error_for_status()?;
             }
-            Self::Pusher(client, target, channel) => {
+            Self::Pusher(client, target) => {
                 let body = serde_json::json!({
                     "name": "msg",
                     "channels": [channel],
