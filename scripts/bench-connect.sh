@@ -8,7 +8,9 @@
 # event goes to every process's channel and must reach every client
 # (lost=0). The rate is all connections over
 # the span from the first process's start to the last one's end; RUNS
-# times, a fresh gateway each, and the median.
+# times, a fresh gateway each, and the median. Each run also prints the
+# gateway's CPU per connection (its /proc time over the whole run: opening,
+# the one event, not the teardown) and how busy the machine was (/proc/stat).
 # Usage: scripts/bench-connect.sh [connections] [processes] [openers] [runs]
 # HERALD_GATEWAY=path runs another gateway binary, as in scripts/bench.sh.
 set -euo pipefail
@@ -39,6 +41,13 @@ cleanup() {
   rm -rf "$dir"
 }
 trap cleanup EXIT
+ticks() { # PID: the process's user + system clock ticks
+  awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
+}
+machine() { # busy and total jiffies of all CPUs
+  awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat
+}
+hz=$(getconf CLK_TCK)
 rates=()
 status=0
 for run in $(seq 1 "$runs"); do
@@ -48,6 +57,8 @@ for run in $(seq 1 "$runs"); do
   gw=$!
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port_gw/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
   loads=()
+  gw_before=$(ticks "$gw")
+  read -r busy_before total_before < <(machine)
   for i in $(seq 1 "$processes"); do
     target/release/herald-wsload --gateway "127.0.0.1:$port_gw" --pid "$gw" \
       --redis "redis://127.0.0.1:$port_redis" --connections "$per" --openers "$openers" --sources 64 \
@@ -56,6 +67,8 @@ for run in $(seq 1 "$runs"); do
   done
   for pid in "${loads[@]}"; do wait "$pid" || status=1; done
   loads=()
+  gw_ticks=$(($(ticks "$gw") - gw_before))
+  read -r busy_after total_after < <(machine)
   cat "$dir"/load-*.out >"$dir/run.out"
   lost=$(grep -o 'lost=[0-9]*' "$dir/run.out" | cut -d= -f2 | awk '{ s += $1 } END { print s + 0 }')
   rate=$(awk -v n="$((per * processes))" '
@@ -63,7 +76,9 @@ for run in $(seq 1 "$runs"); do
         if (kv[1] == "opened_from_us" && (from == "" || kv[2] < from)) from = kv[2];
         if (kv[1] == "opened_until_us" && kv[2] > until) until = kv[2]; } }
     END { printf "%.0f", n / ((until - from) / 1e6) }' "$dir/run.out")
-  echo "run $run: connections=$((per * processes)) processes=$processes openers=$openers connections_per_s=$rate lost=$lost"
+  gw_us=$(awk -v t="$gw_ticks" -v hz="$hz" -v n="$((per * processes))" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
+  busy=$(awk -v b="$((busy_after - busy_before))" -v t="$((total_after - total_before))" 'BEGIN { printf "%.0f", 100 * b / t }')
+  echo "run $run: connections=$((per * processes)) processes=$processes openers=$openers connections_per_s=$rate lost=$lost gateway_cpu_us_per_connection=$gw_us machine_busy_pct=$busy"
   [ "$lost" = 0 ] || { status=1; grep -h '^events=' "$dir"/load-*.out; }
   rates+=("$rate")
   kill "$gw"; wait "$gw" 2>/dev/null || true

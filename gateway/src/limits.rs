@@ -2,11 +2,11 @@
 //! upgrade, so a connection storm costs no handshake) and per principal
 //! (checked after authentication). Guards give the slot back on drop.
 
-use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use foldhash::HashMap;
 use parking_lot::Mutex;
 
 #[derive(Debug)]
@@ -67,14 +67,14 @@ impl ConnectionLimits {
         Self {
             per_ip: Arc::new(Counts {
                 limit: per_ip,
-                open: Mutex::new(HashMap::new()),
+                open: Mutex::new(HashMap::default()),
             }),
             per_principal: Arc::new(Counts {
                 limit: per_principal,
-                open: Mutex::new(HashMap::new()),
+                open: Mutex::new(HashMap::default()),
             }),
             connect_rate,
-            connects: Mutex::new(HashMap::new()),
+            connects: Mutex::new(HashMap::default()),
         }
     }
 

@@ -165,3 +165,51 @@ async fn redis_broker_conforms() -> Result<()> {
     );
     Ok(())
 }
+
+/// PINGs Redis has answered (`INFO commandstats`).
+async fn pings(redis: &RedisServer) -> Result<u64> {
+    let stats = redis.cli(&["INFO", "commandstats"]).await?;
+    Ok(stats
+        .iter()
+        .find_map(|l| l.strip_prefix("cmdstat_ping:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0))
+}
+
+/// Subscribes made at once (a reconnect storm) are each live when they
+/// return, and their confirmations share PINGs instead of costing a round
+/// trip each.
+#[tokio::test]
+async fn redis_broker_confirms_concurrent_subscribes_together() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let keys = Keys::new("storm");
+    let client = redis::builder(&RedisTarget::from_url(&redis.url()))?.build()?;
+    client.init().await?;
+    let store: Arc<dyn Store> = Arc::new(RedisStore::new(client, keys.clone()));
+    let broker = RedisBroker::start(&RedisTarget::from_url(&redis.url()), keys, store)?;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let sink: Arc<dyn EventSink> = Arc::new(Recorder(tx));
+    broker.attach(Arc::downgrade(&sink) as Weak<dyn EventSink>);
+    wait_until("broker ready", || async { broker.is_ready() }).await?;
+
+    let topics: Vec<String> = (0..200).map(|i| format!("user:storm-{i}")).collect();
+    let before = pings(&redis).await?;
+    futures_util::future::try_join_all(topics.iter().map(|t| broker.subscribe(t))).await?;
+    let used = pings(&redis).await? - before;
+    // One PING per group plus the health loop's (one per 500 ms).
+    assert!(
+        (1..50).contains(&used),
+        "{used} PINGs confirmed 200 concurrent subscribes"
+    );
+    for t in &topics {
+        broker.publish(&event(t, "live"), None).await?;
+    }
+    let mut got = std::collections::HashSet::new();
+    for _ in &topics {
+        got.insert(next_id(&mut rx).await?.0);
+    }
+    assert_eq!(got.len(), topics.len(), "every subscribe was live");
+    drop(sink);
+    Ok(())
+}

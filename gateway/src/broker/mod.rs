@@ -21,6 +21,7 @@
 //!
 //! [`Hub`]: crate::hub::Hub
 
+mod confirm;
 pub mod memory;
 pub mod redis;
 

@@ -13,7 +13,6 @@
 //! - an idle subscriber does not notice a dead server; a health loop pings on
 //!   the pub/sub connection itself and reports not-ready when it fails.
 
-use std::collections::BTreeSet;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
@@ -39,6 +38,7 @@ use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
+use super::confirm::Confirmations;
 use super::{Broker, BrokerError, EventSink};
 use crate::metrics;
 use crate::store::Store;
@@ -68,7 +68,7 @@ pub struct RedisBroker {
     keys: Keys,
     /// Channels we hold, our source of truth for resubscribing (fred's own
     /// tracking resubscribes empty sets and errors in cluster mode).
-    channels: Mutex<BTreeSet<String>>,
+    channels: Mutex<foldhash::HashSet<String>>,
     ready: AtomicBool,
     /// Per-topic offsets for repairing gaps after a reconnect.
     continuity: Mutex<Continuity>,
@@ -91,6 +91,9 @@ pub struct RedisBroker {
     /// Slots a message arrived on from an unexpected shard: reconciled at
     /// the next health tick whatever the slot table says.
     suspects: Mutex<HashSet<u16>>,
+    /// Subscribes confirmed by one PING per group, per shard (`None`: the
+    /// one server).
+    confirmations: Confirmations<Option<Server>>,
     stop: CancellationToken,
 }
 
@@ -163,7 +166,7 @@ impl RedisBroker {
             subscriber,
             commands,
             keys,
-            channels: Mutex::new(BTreeSet::new()),
+            channels: Mutex::new(foldhash::HashSet::default()),
             ready: AtomicBool::new(false),
             continuity: Mutex::new(Continuity::default()),
             down_since: AtomicI64::new(0),
@@ -173,6 +176,7 @@ impl RedisBroker {
             owners: Mutex::new(HashMap::new()),
             in_place_at: AtomicI64::new(now_ms()),
             suspects: Mutex::new(HashSet::new()),
+            confirmations: Confirmations::default(),
             stop: CancellationToken::new(),
         });
         // Subscribe to the event channels before connecting so the first
@@ -186,7 +190,7 @@ impl RedisBroker {
         Ok(broker)
     }
 
-    fn channels(&self) -> MutexGuard<'_, BTreeSet<String>> {
+    fn channels(&self) -> MutexGuard<'_, foldhash::HashSet<String>> {
         self.channels.lock()
     }
 
@@ -430,7 +434,7 @@ impl RedisBroker {
             return Ok(());
         };
         self.subscriber.ssubscribe(group).await?;
-        self.ping_shard_of(&first).await?;
+        self.ping_on(self.shard_of(&first)).await?;
         self.remember_owner(slot);
         Ok(())
     }
@@ -542,15 +546,22 @@ impl RedisBroker {
         result
     }
 
-    /// PING on the subscriber's connection to the shard that owns
-    /// `channel`'s slot: answered after every command sent there before it.
-    async fn ping_shard_of(&self, channel: &str) -> Result<(), fred::error::Error> {
+    /// The shard whose subscriber connection holds `channel` (Redis
+    /// Cluster), as far as the cached slot table knows; `None` otherwise.
+    fn shard_of(&self, channel: &str) -> Option<Server> {
+        if !self.sharded {
+            return None;
+        }
         let slot = redis_keyslot(channel.as_bytes());
-        let node = self
-            .subscriber
+        self.subscriber
             .cached_cluster_state()
-            .and_then(|state| state.get_server(slot).cloned());
-        match node {
+            .and_then(|state| state.get_server(slot).cloned())
+    }
+
+    /// PING on the subscriber's connection to `shard` (or its only one):
+    /// answered after every command sent there before it.
+    async fn ping_on(&self, shard: Option<Server>) -> Result<(), fred::error::Error> {
+        match shard {
             Some(server) => {
                 let options = Options {
                     cluster_node: Some(server),
@@ -569,21 +580,21 @@ impl RedisBroker {
     /// processed it (its acknowledgements arrive out of band and are dropped).
     /// A PING on the same connection is answered only after every command
     /// before it, so its reply proves the subscription is live: only then may
-    /// the caller tell a client it is subscribed (docsfy's `sync`).
+    /// the caller tell a client it is subscribed (docsfy's `sync`). Subscribes
+    /// written while a PING is out share the next one.
     async fn confirm(&self, channel: &str) -> Result<(), BrokerError> {
-        let ping = async {
-            match self.sharded {
-                true => self.ping_shard_of(channel).await,
-                false => self.subscriber.ping::<()>(None).await,
+        let shard = self.shard_of(channel);
+        let ping = || async {
+            match tokio::time::timeout(PING_TIMEOUT * 5, self.ping_on(shard.clone())).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("subscription not confirmed in time".to_owned()),
             }
         };
-        match tokio::time::timeout(PING_TIMEOUT * 5, ping).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(unavailable(e)),
-            Err(_) => Err(BrokerError::Unavailable(
-                "subscription not confirmed in time".to_owned(),
-            )),
-        }
+        self.confirmations
+            .confirm(shard.clone(), ping)
+            .await
+            .map_err(BrokerError::Unavailable)
     }
 
     /// Every shard's channels of ours, with how many subscribers each has
@@ -643,11 +654,11 @@ const REPAIR_MAX: usize = 10_000;
 /// Last delivered offset per topic, and messages held while a topic is repaired.
 #[derive(Debug, Default)]
 struct Continuity {
-    last: HashMap<String, (u64, u64)>,
+    last: foldhash::HashMap<String, (u64, u64)>,
     /// Ids of the latest events per topic: a publish retried after a lost
     /// reply lands twice in history with two offsets but one id.
-    recent: HashMap<String, VecDeque<Box<str>>>,
-    recovering: HashMap<String, Vec<Held>>,
+    recent: foldhash::HashMap<String, VecDeque<Box<str>>>,
+    recovering: foldhash::HashMap<String, Vec<Held>>,
 }
 
 /// A live message held while its topic is repaired: its offset and bytes.

@@ -21,11 +21,12 @@
 //! (overload). The client reconnects and resynchronises; it is never
 //! silently left with a gap.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use foldhash::HashMap;
+use foldhash::fast::RandomState;
 use parking_lot::{Mutex, RwLock};
 
 use bytes::Bytes;
@@ -76,7 +77,7 @@ impl Hub {
         let hub = Arc::new(Self {
             shards: (0..SHARDS).map(|_| Shard::default()).collect(),
             principals: (0..SHARDS).map(|_| Mutex::default()).collect(),
-            hasher: RandomState::new(),
+            hasher: RandomState::default(),
             broker: Arc::clone(&broker),
             shapes,
             topic_count: AtomicUsize::new(0),
