@@ -135,18 +135,24 @@ async fn memory_broker_conforms() -> Result<()> {
     .await
 }
 
+/// A Redis broker on `redis` under `prefix`, with the store it repairs from.
+async fn redis_broker(
+    redis: &RedisServer,
+    prefix: &str,
+) -> Result<(Arc<RedisBroker>, Arc<dyn Store>)> {
+    let target = RedisTarget::from_url(&redis.url());
+    let keys = Keys::new(prefix);
+    let client = redis::builder(&target)?.build()?;
+    client.init().await?;
+    let store: Arc<dyn Store> = Arc::new(RedisStore::new(client, keys.clone()));
+    let broker = RedisBroker::start(&target, keys, Arc::clone(&store))?;
+    Ok((broker, store))
+}
+
 #[tokio::test]
 async fn redis_broker_conforms() -> Result<()> {
     let redis = RedisServer::start().await?;
-    let keys = Keys::new("conformance");
-    let client = redis::builder(&RedisTarget::from_url(&redis.url()))?.build()?;
-    client.init().await?;
-    let store: Arc<dyn Store> = Arc::new(RedisStore::new(client, keys.clone()));
-    let broker = RedisBroker::start(
-        &RedisTarget::from_url(&redis.url()),
-        keys,
-        Arc::clone(&store),
-    )?;
+    let (broker, store) = redis_broker(&redis, "conformance").await?;
     conformance(broker, store).await?;
     // The history holds the event without offset, under the topic's key.
     let entries = redis
@@ -183,11 +189,7 @@ async fn pings(redis: &RedisServer) -> Result<u64> {
 #[tokio::test]
 async fn redis_broker_confirms_concurrent_subscribes_together() -> Result<()> {
     let redis = RedisServer::start().await?;
-    let keys = Keys::new("storm");
-    let client = redis::builder(&RedisTarget::from_url(&redis.url()))?.build()?;
-    client.init().await?;
-    let store: Arc<dyn Store> = Arc::new(RedisStore::new(client, keys.clone()));
-    let broker = RedisBroker::start(&RedisTarget::from_url(&redis.url()), keys, store)?;
+    let (broker, _store) = redis_broker(&redis, "storm").await?;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let sink: Arc<dyn EventSink> = Arc::new(Recorder(tx));
     broker.attach(Arc::downgrade(&sink) as Weak<dyn EventSink>);

@@ -549,13 +549,9 @@ impl RedisBroker {
     /// The shard whose subscriber connection holds `channel` (Redis
     /// Cluster), as far as the cached slot table knows; `None` otherwise.
     fn shard_of(&self, channel: &str) -> Option<Server> {
-        if !self.sharded {
-            return None;
-        }
-        let slot = redis_keyslot(channel.as_bytes());
-        self.subscriber
-            .cached_cluster_state()
-            .and_then(|state| state.get_server(slot).cloned())
+        self.sharded
+            .then(|| self.owner_now(redis_keyslot(channel.as_bytes())))
+            .flatten()
     }
 
     /// PING on the subscriber's connection to `shard` (or its only one):

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use herald_tests::load::{LightWs, now_us, percentile_ms};
+use herald_tests::load::{LightWs, now_us, percentile_ms, sorted};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 struct Args {
@@ -175,8 +175,7 @@ async fn main() -> Result<()> {
     let got = received.load(Ordering::Relaxed);
     let expected = args.events * args.connections as u64;
     ensure!(got == expected, "received {got} of {expected}");
-    let mut l = latencies.lock().map(|l| l.clone()).unwrap_or_default();
-    l.sort_unstable();
+    let l = sorted(&latencies);
     let pct = |p: f64| percentile_ms(&l, p);
     println!(
         "floor connections={} events={} deliveries={got}/{expected} deliveries_per_s={:.0} \

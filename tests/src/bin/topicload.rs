@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use herald_publisher::{Publisher, Topic};
-use herald_tests::load::{Frame, LightWs, Protocol, now_us, percentile_ms};
+use herald_tests::load::{LightWs, Protocol, now_us, percentile_ms, sorted};
 use herald_tests::{RedisConnection, Reply, admin_jwt_signed_with, cpu_seconds, http_get, metric};
 
 struct Args {
@@ -209,12 +209,7 @@ async fn main() -> Result<()> {
     let got = tallies.received.load(Ordering::Relaxed);
     let cpu_total: f64 = cpu.iter().sum();
     let shares: Vec<String> = cpu.iter().map(|c| format!("{c:.2}")).collect();
-    let mut l = tallies
-        .latencies
-        .lock()
-        .map(|l| l.clone())
-        .unwrap_or_default();
-    l.sort_unstable();
+    let l = sorted(&tallies.latencies);
     println!(
         "events={expected} published_per_s={:.0} deliveries={got}/{expected} lost={} duplicated={} \
          out_of_order={} deliveries_per_s={:.0} p50_ms={:.2} p99_ms={:.2} redis_cpu_s=[{}] \
@@ -248,18 +243,8 @@ async fn read_topic(
     let mut next = i;
     let mut text = Vec::new();
     while (mine.len() as u64) < events {
-        if !matches!(ws.next_text(&mut text).await, Ok(true)) {
+        let Some((n, sent)) = Protocol::Herald.next_event(&mut ws, &mut text).await else {
             break;
-        }
-        let (n, sent) = match Protocol::Herald.read(&text) {
-            Frame::Event { n, t } => (n, t),
-            Frame::Ping => {
-                if ws.send_text(Protocol::Herald.pong()).await.is_err() {
-                    break;
-                }
-                continue;
-            }
-            Frame::Other => continue,
         };
         if n < next {
             tallies.duplicated.fetch_add(1, Ordering::Relaxed);

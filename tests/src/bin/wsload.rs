@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use herald_tests::load::{Frame, LightWs, Protocol, Publish, now_us, percentile_ms};
+use herald_tests::load::{LightWs, Protocol, Publish, now_us, percentile_ms, sorted};
 use herald_tests::{admin_jwt_signed_with, cpu_seconds, rss_kib};
 
 struct Args {
@@ -212,15 +212,9 @@ async fn main() -> Result<()> {
     drop(sockets);
     let got = tallies.received.load(Ordering::Relaxed);
     let dup = tallies.duplicated.load(Ordering::Relaxed);
-    let mut l = tallies
-        .latencies
-        .lock()
-        .map(|l| l.clone())
-        .unwrap_or_default();
-    l.sort_unstable();
+    let l = sorted(&tallies.latencies);
     let pct = |p: f64| percentile_ms(&l, p);
-    let mut first = tallies.first.lock().map(|l| l.clone()).unwrap_or_default();
-    first.sort_unstable();
+    let first = sorted(&tallies.first);
     println!(
         "events={} deliveries={got}/{expected} lost={} duplicated={dup} offered_per_s={:.0} \
          deliveries_per_s={:.0} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} first_event_p99_ms={:.2} \
@@ -306,20 +300,8 @@ async fn read_events(
     let mut text = Vec::new();
     let mut first = None;
     while (mine.len() as u64) < events {
-        // No timer and no cancellation per read: both cost the client more
-        // than the floor's readers pay. `main` bounds the wait instead.
-        if !matches!(ws.next_text(&mut text).await, Ok(true)) {
+        let Some((n, sent)) = protocol.next_event(&mut ws, &mut text).await else {
             break;
-        }
-        let (n, sent) = match protocol.read(&text) {
-            Frame::Event { n, t } => (n, t),
-            Frame::Ping => {
-                if ws.send_text(protocol.pong()).await.is_err() {
-                    break;
-                }
-                continue;
-            }
-            Frame::Other => continue,
         };
         // An event of another topic is a misdelivery: counted with repeats.
         let mine_n = (n % k == t).then_some(n / k);

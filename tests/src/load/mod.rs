@@ -26,6 +26,13 @@ pub fn percentile_ms(sorted_us: &[u64], p: f64) -> f64 {
     sorted_us.get(at).copied().unwrap_or(0) as f64 / 1000.0
 }
 
+/// What a load's readers recorded, sorted for [`percentile_ms`].
+pub fn sorted(latencies: &std::sync::Mutex<Vec<u64>>) -> Vec<u64> {
+    let mut l = latencies.lock().map(|l| l.clone()).unwrap_or_default();
+    l.sort_unstable();
+    l
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -136,6 +136,24 @@ impl Protocol {
         }
     }
 
+    /// The next event on `ws`: its sequence number and sent time (µs).
+    /// The protocol's pings are answered and other frames skipped on the
+    /// way; `None` once the socket ended. No timer and no cancellation per
+    /// read: both cost a client more than the floor's readers pay, so the
+    /// tools bound their readers from outside.
+    pub async fn next_event(self, ws: &mut LightWs, text: &mut Vec<u8>) -> Option<(u64, u64)> {
+        loop {
+            if !matches!(ws.next_text(text).await, Ok(true)) {
+                return None;
+            }
+            match self.read(text) {
+                Frame::Event { n, t } => return Some((n, t)),
+                Frame::Ping => ws.send_text(self.pong()).await.ok()?,
+                Frame::Other => {}
+            }
+        }
+    }
+
     /// The answer to a [`Frame::Ping`].
     pub fn pong(self) -> &'static str {
         match self {
