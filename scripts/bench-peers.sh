@@ -176,19 +176,23 @@ fmt = lambda v, f="{:.2f}": "-" if v is None else f.format(v)
 has_s2 = any(r.get("scenario") == "s2" for r in runs)
 if has_s2:
     print("\nS2: one topic, medians of the rounds")
-    print("| server | offered/s | delivered/s | lost | dup | p50 ms | p99 ms | CPU µs/delivery | KiB/conn | connects/s |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    # The server's own time to write one event to every socket: the
+    # floor's burst, Herald's herald_fanout_seconds (its p50 and p99 over
+    # the run's events, read off the histogram's 10 ms buckets).
+    print("| server | offered/s | delivered/s | lost | dup | p50 ms | p99 ms | CPU µs/delivery | own fan-out ms p50 / p99 | KiB/conn | connects/s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for s in servers:
         for rate in rates:
             if s == "floor":
                 print(f"| floor | {rate} | {fmt(med(s, rate, 'deliveries_per_s'), '{:.0f}')} | 0 | 0 "
                       f"| {fmt(med(s, rate, 'p50_ms'))} | {fmt(med(s, rate, 'p99_ms'))} "
-                      f"| burst {fmt(med(s, rate, 'burst_ms_median'))} ms | - | - |")
+                      f"| - | burst {fmt(med(s, rate, 'burst_ms_median'))} | - | - |")
                 continue
             print(f"| {s} | {rate} | {fmt(med(s, rate, 'deliveries_per_s'), '{:.0f}')} "
                   f"| {fmt(med(s, rate, 'lost'), '{:.0f}')} | {fmt(med(s, rate, 'duplicated'), '{:.0f}')} "
                   f"| {fmt(med(s, rate, 'p50_ms'))} | {fmt(med(s, rate, 'p99_ms'))} "
                   f"| {fmt(med(s, rate, 'gateway_cpu_us_per_delivery'))} "
+                  f"| {fmt(med(s, rate, 'fanout_ms_p50'))} / {fmt(med(s, rate, 'fanout_ms_p99'))} "
                   f"| {fmt(med(s, rate, 'per_connection_kib'))} | {fmt(med(s, rate, 'opened_per_s'), '{:.0f}')} |")
 def ratio(a, b):
     return None if a is None or b is None or b == 0 else a / b
@@ -220,6 +224,10 @@ if 100000 in rates:
     print(f"S2 100k/s herald1 p99 / floor burst: {fmt(ratio(med('herald1', 100000, 'p99_ms'), burst))} (target <= 1.25)")
     print(f"S2 100k/s herald1 p99 / floor p99 (both read by the same client): "
           f"{fmt(ratio(med('herald1', 100000, 'p99_ms'), med('floor', 100000, 'p99_ms')))}")
+    print(f"S2 100k/s floor p99 / floor burst (what reading on the same cores adds): "
+          f"{fmt(ratio(med('floor', 100000, 'p99_ms'), burst))}")
+    print(f"S2 100k/s herald1 own fan-out p50 / floor burst (server side only): "
+          f"{fmt(ratio(med('herald1', 100000, 'fanout_ms_p50'), burst))}")
 if 200000 in rates:
     burst = med("floor", 200000, "burst_ms_median")
     conns = [float(r["connections"]) for r in runs if r.get("server") == "floor" and "connections" in r]

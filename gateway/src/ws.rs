@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket};
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use futures_util::SinkExt;
 use herald_shared::Principal;
 use herald_shared::profile::AuthSource;
@@ -75,16 +75,21 @@ impl WsTransport {
 impl Transport for WsTransport {
     const DUPLEX: bool = true;
 
-    async fn send(&mut self, frames: Vec<Outbound>) -> Result<(), CloseReason> {
+    async fn send(&mut self, mut frames: Vec<Outbound>) -> Result<(), CloseReason> {
         let io = async {
-            for f in frames {
+            for f in &mut frames {
                 if !matches!(f.label, Label::Position(_)) {
-                    self.socket.feed(Message::Text(f.frame)).await?;
+                    let frame = std::mem::replace(&mut f.frame, Utf8Bytes::from_static(""));
+                    self.socket.feed(Message::Text(frame)).await?;
                 }
             }
             self.socket.flush().await
         };
-        io.await.map_err(|_| CloseReason::ClientGone)
+        let sent = io.await.map_err(|_| CloseReason::ClientGone);
+        // The events go only now that they are in the socket: the last
+        // connection to let go of one ends its fan-out.
+        drop(frames);
+        sent
     }
 
     async fn recv(&mut self) -> Inbound {

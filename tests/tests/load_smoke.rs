@@ -2,7 +2,8 @@
 //! one gateway on a real Redis, 10 events published through
 //! `herald-publisher`; every client receives every event exactly once. No
 //! timing is asserted (BENCHMARKS.md measures that); only that nothing is
-//! lost or repeated under a thousand-socket fan-out.
+//! lost or repeated under a thousand-socket fan-out, and that the gateway
+//! timed its fan-outs for the report.
 
 use anyhow::{Context, Result, ensure};
 use herald_tests::{Gateway, RedisServer, gateway_binary};
@@ -41,5 +42,15 @@ async fn a_thousand_clients_receive_every_event_exactly_once() -> Result<()> {
     );
     assert_eq!(field(&report, "lost"), Some("0"), "{report}");
     assert_eq!(field(&report, "duplicated"), Some("0"), "{report}");
+    // The gateway timed its own fan-out of each event (its delivery probes
+    // may add a few).
+    let fanouts: u64 = field(&report, "fanouts")
+        .and_then(|n| n.parse().ok())
+        .context("fanouts in the report")?;
+    assert!(fanouts >= 10, "{report}");
+    let mean: f64 = field(&report, "fanout_ms_mean")
+        .and_then(|n| n.parse().ok())
+        .context("fanout_ms_mean in the report")?;
+    assert!(mean > 0.0, "{report}");
     Ok(())
 }

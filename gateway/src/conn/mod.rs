@@ -5,9 +5,9 @@
 //!   resource), the exclusive key's lease, presence, the topics, the latest
 //!   history (read before subscribing), then the hub;
 //! - serve ([`Session::serve`]): the snapshot, the replay (resume position
-//!   or latest events, gap frame), then a biased `select!` over the hub's
-//!   signals (slow consumer, drain), the one timer (heartbeat, token
-//!   expiry, drain deadline), the outbox and the client's frames. Queued
+//!   or latest events, gap frame), then a biased `select!` over the one
+//!   timer (heartbeat, token expiry, drain deadline), the hub's signals
+//!   (slow consumer, drain, then queued events) and the client's frames. Queued
 //!   events leave in batches (fed, then flushed once); every write has a
 //!   deadline;
 //! - release: presence, hub, lease, metrics; whatever ended the loop is a
@@ -318,12 +318,6 @@ impl Session {
         loop {
             tokio::select! {
                 biased;
-                signal = sub.signalled(drain_at.is_none()) => match signal {
-                    Signal::SlowConsumer => return CloseReason::SlowConsumer,
-                    Signal::Drain => {
-                        drain_at = Some(Instant::now() + conn.app.shutdown.close_delay());
-                    }
-                },
                 _ = &mut timer => {
                     let now = Instant::now();
                     if drain_at.is_some_and(|at| at <= now) {
@@ -345,18 +339,24 @@ impl Session {
                         }
                     }
                 }
-                () = sub.queued() => {
-                    sub.take(BATCH, &mut batch);
-                    // Boxed too: a write's state is the largest in the loop,
-                    // and one allocation per batch costs far less than its
-                    // socket write.
-                    let write = conn.write_events(transport, &sub, &mut batch, &mut channels, cursor);
-                    if let Err(r) = Box::pin(write).await {
-                        return r;
+                signal = sub.signalled(drain_at.is_none()) => match signal {
+                    Signal::SlowConsumer => return CloseReason::SlowConsumer,
+                    Signal::Drain => {
+                        drain_at = Some(Instant::now() + conn.app.shutdown.close_delay());
                     }
-                    // A burst's batch must not stay with every connection it reached.
-                    batch.shrink_to(8);
-                }
+                    Signal::Events => {
+                        sub.take(BATCH, &mut batch);
+                        // Boxed too: a write's state is the largest in the loop,
+                        // and one allocation per batch costs far less than its
+                        // socket write.
+                        let write = conn.write_events(transport, &sub, &mut batch, &mut channels, cursor);
+                        if let Err(r) = Box::pin(write).await {
+                            return r;
+                        }
+                        // A burst's batch must not stay with every connection it reached.
+                        batch.shrink_to(8);
+                    }
+                },
                 msg = transport.recv() => match msg {
                     Inbound::Text(_) | Inbound::Binary if !budget.take(Instant::now()) => {
                         return CloseReason::Flood;

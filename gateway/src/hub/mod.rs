@@ -284,23 +284,30 @@ impl EventSink for Hub {
         let shard = self.shard(topic);
         let map = shard.subs.read();
         let Some(list) = map.get(topic) else { return };
+        let mut queued = false;
         for sub in list {
             if !earlier.is_empty() && sub.joined_any(earlier) {
                 continue;
             }
-            offer(sub, Arc::clone(&event));
+            queued |= offer(sub, Arc::clone(&event));
+        }
+        // The hub's own reference goes last at the earliest, so no
+        // connection can end the fan-out before it is marked.
+        if queued {
+            event.fan_out();
         }
     }
 }
 
 /// Queue an event to one connection without waiting: a full queue makes it
-/// a slow consumer.
-fn offer(sub: &Subscriber, event: Arc<SharedEvent>) {
+/// a slow consumer. Whether it was queued.
+fn offer(sub: &Subscriber, event: Arc<SharedEvent>) -> bool {
     match sub.offer(event) {
-        Offer::Queued => {}
+        Offer::Queued => return true,
         Offer::Full => metrics::dropped(metrics::Dropped::SlowConsumer),
         Offer::Gone => metrics::dropped(metrics::Dropped::Closed),
     }
+    false
 }
 
 /// Who an order on the control topic is for.

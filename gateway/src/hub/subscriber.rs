@@ -33,11 +33,13 @@ const GONE: u8 = 4;
 /// burst must not stay in every connection it reached.
 const KEPT_CAPACITY: usize = 64;
 
-/// What the hub told a waiting session.
+/// What the hub told a waiting session, most urgent first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signal {
     SlowConsumer,
     Drain,
+    /// The outbox holds events.
+    Events,
 }
 
 /// What became of an event offered to a connection.
@@ -114,8 +116,11 @@ impl Subscriber {
         }
     }
 
-    /// Resolves with the first signal raised; the drain only while `drain`
-    /// is asked for (a session that is draining already waits for the rest).
+    /// Resolves with the most urgent signal: a slow consumer, then the
+    /// drain (only while `drain` is asked for: a session that is draining
+    /// already waits for the rest), then queued events. One future for all
+    /// of them registers the session's waker once per pass: at one event
+    /// per wake, each registration is a share of every delivery.
     pub fn signalled(&self, drain: bool) -> impl Future<Output = Signal> + '_ {
         poll_fn(move |cx| {
             self.waker.register(cx.waker());
@@ -124,6 +129,8 @@ impl Subscriber {
                 Poll::Ready(Signal::SlowConsumer)
             } else if drain && signals & DRAIN != 0 {
                 Poll::Ready(Signal::Drain)
+            } else if !self.outbox.lock().is_empty() {
+                Poll::Ready(Signal::Events)
             } else {
                 Poll::Pending
             }
@@ -135,7 +142,8 @@ impl Subscriber {
         self.signals.load(Ordering::Acquire) & DRAIN != 0
     }
 
-    /// Resolves when the outbox holds an event.
+    /// Resolves when the outbox holds an event (for listeners that take no
+    /// signals).
     pub fn queued(&self) -> impl Future<Output = ()> + '_ {
         poll_fn(move |cx| {
             self.waker.register(cx.waker());
@@ -250,6 +258,22 @@ mod tests {
         assert!(
             sub.signalled(false).now_or_never().is_none(),
             "a draining session is not told again"
+        );
+    }
+
+    #[tokio::test]
+    async fn queued_events_are_signalled_after_the_urgent_signals() {
+        use futures_util::FutureExt;
+        let sub = Subscriber::new(4);
+        assert!(sub.signalled(true).now_or_never().is_none(), "nothing yet");
+        assert_eq!(sub.offer(event("1")), Offer::Queued);
+        assert_eq!(sub.signalled(true).now_or_never(), Some(Signal::Events));
+        sub.drain();
+        assert_eq!(sub.signalled(true).now_or_never(), Some(Signal::Drain));
+        assert_eq!(
+            sub.signalled(false).now_or_never(),
+            Some(Signal::Events),
+            "a draining session still takes its events"
         );
     }
 

@@ -11,6 +11,9 @@
 //! ```
 //! Prints the burst time (the writer's time to reach every socket) and the
 //! receive latency (p50/p99/max), in the format of `herald-wsload`.
+//! `--writer-cpus LIST` runs the writer under `taskset -c LIST`: with the
+//! floor itself started under `taskset` on other CPUs, writer and readers
+//! do not share a core.
 //! Loopback only; every loop is bounded by the counts given.
 
 use std::io::Write;
@@ -29,6 +32,8 @@ struct Args {
     /// The writing side, run as a child process: one process cannot hold
     /// both ends of 10,000 connections under a 20,000 open-file limit.
     writer: bool,
+    /// CPUs the writer is held to (`taskset -c`), if any.
+    writer_cpus: Option<String>,
 }
 
 fn parse() -> Result<Args> {
@@ -37,6 +42,7 @@ fn parse() -> Result<Args> {
         events: 100,
         rate: 10,
         writer: false,
+        writer_cpus: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -49,6 +55,7 @@ fn parse() -> Result<Args> {
             "--connections" => a.connections = value.parse()?,
             "--events" => a.events = value.parse()?,
             "--rate" => a.rate = value.parse()?,
+            "--writer-cpus" => a.writer_cpus = Some(value),
             _ => bail!("unknown flag {flag}"),
         }
     }
@@ -97,8 +104,9 @@ fn write_events(args: &Args) -> Result<()> {
     }
     bursts.sort_by(f64::total_cmp);
     println!(
-        "burst_ms_median={:.2}",
-        bursts.get(bursts.len() / 2).copied().unwrap_or(0.0)
+        "burst_ms_median={:.2} burst_ms_mean={:.2}",
+        bursts.get(bursts.len() / 2).copied().unwrap_or(0.0),
+        bursts.iter().sum::<f64>() / bursts.len().max(1) as f64
     );
     // Keep the sockets open until the readers are done with them.
     std::io::stdin().read_line(&mut line)?;
@@ -111,7 +119,16 @@ async fn main() -> Result<()> {
     if args.writer {
         return write_events(&args);
     }
-    let mut writer = tokio::process::Command::new(std::env::current_exe()?)
+    let exe = std::env::current_exe()?;
+    let mut writer = match &args.writer_cpus {
+        None => tokio::process::Command::new(&exe),
+        Some(cpus) => {
+            let mut c = tokio::process::Command::new("taskset");
+            c.args(["-c", cpus]).arg(&exe);
+            c
+        }
+    };
+    let mut writer = writer
         .args(["--writer", "--connections", &args.connections.to_string()])
         .args([
             "--events",

@@ -11,7 +11,8 @@
 //! measures deliveries per second and the publish-to-receive latency
 //! (p50/p99) over every delivery. Every socket checks that it received each
 //! event exactly once: `lost` and `duplicated` count the misses and repeats
-//! over all of them. Each socket is read (and the server's pings answered)
+//! over all of them; for Herald it also reads each gateway's own fan-out
+//! time (`herald_fanout_seconds`) over the run. Each socket is read (and the server's pings answered)
 //! from the moment it joined. `--channel NAME` (default `bench`) lets
 //! several load processes count only their own events.
 //!
@@ -27,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use herald_tests::load::{LightWs, Protocol, Publish, now_us, percentile_ms, sorted};
+use herald_tests::load::{Fanout, LightWs, Protocol, Publish, now_us, percentile_ms, sorted};
 use herald_tests::{admin_jwt_signed_with, cpu_seconds, rss_kib};
 
 struct Args {
@@ -188,6 +189,7 @@ async fn main() -> Result<()> {
 
     let publisher = Publish::connect(args.protocol, &args.publish).await?;
     let cpu = || args.pids.iter().map(|p| cpu_seconds(*p)).sum::<f64>();
+    let fanout_before = fanouts(&args).await?;
     let cpu_before = cpu();
     let started = Instant::now();
     let gap = Duration::from_secs_f64(1.0 / args.rate.max(1) as f64);
@@ -210,6 +212,7 @@ async fn main() -> Result<()> {
     let secs = started.elapsed().as_secs_f64();
     let gateway_cpu = cpu() - cpu_before;
     drop(sockets);
+    let fanout = fanouts(&args).await?;
     let got = tallies.received.load(Ordering::Relaxed);
     let dup = tallies.duplicated.load(Ordering::Relaxed);
     let l = sorted(&tallies.latencies);
@@ -229,7 +232,36 @@ async fn main() -> Result<()> {
         percentile_ms(&first, 0.99),
         gateway_cpu * 1e6 / got.max(1) as f64
     );
+    if let (Some(after), Some(before)) = (fanout, fanout_before) {
+        // Every gateway's fan-outs of the run as one distribution (a
+        // replica's delivery probes among them: a few, and quick).
+        let mut run = Fanout::default();
+        for (a, b) in after.iter().zip(&before) {
+            run.add(&a.since(b));
+        }
+        println!(
+            "fanouts={} fanout_ms_mean={:.2} fanout_ms_p50={:.2} fanout_ms_p99={:.2}",
+            run.count(),
+            run.mean_ms(),
+            run.quantile_ms(0.50),
+            run.quantile_ms(0.99)
+        );
+    }
     Ok(())
+}
+
+/// Each Herald gateway's fan-out histogram (`None` for the peers, which
+/// have none).
+async fn fanouts(args: &Args) -> Result<Option<Vec<Fanout>>> {
+    if args.protocol != Protocol::Herald {
+        return Ok(None);
+    }
+    let http = reqwest::Client::new();
+    let mut all = Vec::with_capacity(args.gateways.len());
+    for g in &args.gateways {
+        all.push(Fanout::scrape(&http, g).await?);
+    }
+    Ok(Some(all))
 }
 
 /// Open this opener's share of the connections; each starts its reader as

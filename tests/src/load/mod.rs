@@ -1,12 +1,14 @@
 //! What the load tools (`src/bin/`) share: the wall clock their frames
 //! carry, percentiles of the latencies they measure, the light WebSocket
 //! client every load tool reads with (so a gateway, its peers and the
-//! floor are measured through the same client cost), and the protocols of
-//! the servers they drive.
+//! floor are measured through the same client cost), the protocols of
+//! the servers they drive, and Herald's own fan-out time.
 
+mod fanout;
 mod light_ws;
 mod protocol;
 
+pub use fanout::Fanout;
 pub use light_ws::LightWs;
 pub use protocol::{Frame, Protocol, Publish};
 
