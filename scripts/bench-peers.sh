@@ -22,6 +22,9 @@
 #   servers: comma-separated subset of floor,herald1,herald2,socketio2,sockudo
 #   SCENARIOS: comma-separated subset of s2,s3,storm (default all three)
 #   S3_RATE (default 2000), STORM_OPENERS (default 32)
+#   PIN=S:L: servers (and Redis, and the floor's writer) on CPUs S, the load
+#   tool (and the floor's readers) on CPUs L, with taskset: e.g. PIN=0:1
+#   gives each side a core of its own instead of sharing both
 # The peers' start scripts come from HERALD_PEERS (default ../shared/peers);
 # they install into ~/.cache/herald-peers on first use (sockudo: a cargo
 # install of about 10 minutes, needs protobuf-compiler).
@@ -36,6 +39,11 @@ openers=${OPENERS:-4}
 s3_rate=${S3_RATE:-2000}
 storm_openers=${STORM_OPENERS:-32}
 peers=${HERALD_PEERS:-../shared/peers}
+on_server=() on_load=() floor_pin=()
+if [ -n "${PIN:-}" ]; then
+  on_server=(taskset -c "${PIN%%:*}") on_load=(taskset -c "${PIN##*:}")
+  floor_pin=(--writer-cpus "${PIN%%:*}")
+fi
 ulimit -n 20000
 cargo build --release -q -p herald-gateway -p herald-tests --bin herald-gateway --bin herald-wsload --bin herald-floor
 dir=$(mktemp -d)
@@ -76,14 +84,14 @@ start_server() {
   case "$server" in
     herald1 | herald2)
       local n=${server#herald} port_redis=$base
-      redis-server --port "$port_redis" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" >/dev/null &
+      "${on_server[@]}" redis-server --port "$port_redis" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" >/dev/null &
       started+=($!)
       for _ in $(seq 1 100); do redis-cli -p "$port_redis" ping >/dev/null 2>&1 && break; sleep 0.1; done
       gateways="" pids=""
       for i in $(seq 1 "$n"); do
         HERALD_REDIS_URL="redis://127.0.0.1:$port_redis" HERALD_LISTEN="127.0.0.1:$((base + i))" \
         HERALD_JWT_SECRET=test-jwt-secret-0123456789 HERALD_LOG_FORMAT=text RUST_LOG=warn \
-          setsid target/release/herald-gateway >/dev/null 2>"$dir/gw-$i.err" &
+          setsid "${on_server[@]}" target/release/herald-gateway >/dev/null 2>"$dir/gw-$i.err" &
         started+=($!)
         pids+="${pids:+,}$!"
         gateways+="${gateways:+,}127.0.0.1:$((base + i))"
@@ -92,7 +100,7 @@ start_server() {
       proto=herald publish="redis://127.0.0.1:$port_redis"
       ;;
     socketio2)
-      REDIS_PORT=$base BASE_PORT=$base setsid "$peers/socketio/start.sh" 2 >"$dir/sio.out" 2>"$dir/sio.err" &
+      REDIS_PORT=$base BASE_PORT=$base setsid "${on_server[@]}" "$peers/socketio/start.sh" 2 >"$dir/sio.out" 2>"$dir/sio.err" &
       started+=($!)
       wait_http "http://127.0.0.1:$((base + 1))/stats"
       wait_http "http://127.0.0.1:$((base + 2))/stats"
@@ -101,7 +109,7 @@ start_server() {
       proto=socketio publish="127.0.0.1:$((base + 1))" extra=(--gc)
       ;;
     sockudo)
-      SOCKUDO_PORT=$((base + 1)) setsid "$peers/sockudo/start.sh" >"$dir/sockudo.out" 2>"$dir/sockudo.err" &
+      SOCKUDO_PORT=$((base + 1)) setsid "${on_server[@]}" "$peers/sockudo/start.sh" >"$dir/sockudo.out" 2>"$dir/sockudo.err" &
       started+=($!)
       wait_http "http://127.0.0.1:$((base + 1))/up/bench"
       pids=${started[-1]}
@@ -119,7 +127,7 @@ run_load() { # server scenario rate wsload-args...
   local server=$1 scenario=$2 rate=$3 out
   shift 3
   start_server "$server"
-  out=$(target/release/herald-wsload --protocol "$proto" --gateway "$gateways" --pid "$pids" \
+  out=$("${on_load[@]}" target/release/herald-wsload --protocol "$proto" --gateway "$gateways" --pid "$pids" \
     --publish "$publish" --connections "$connections" "${extra[@]}" "$@" 2>&1 | tr '\n' ' ') || true
   echo "round=$round server=$server scenario=$scenario rate=$rate $out" | tee -a "$results"
   stop_all
@@ -133,7 +141,8 @@ for round in $(seq 1 "$rounds"); do
         [ "$per_s" -ge 1 ] || per_s=1
         events=$((per_s * seconds))
         if [ "$server" = floor ]; then
-          out=$(target/release/herald-floor --connections "$connections" --events "$events" --rate "$per_s")
+          out=$("${on_load[@]}" target/release/herald-floor --connections "$connections" --events "$events" \
+            --rate "$per_s" "${floor_pin[@]}")
           echo "round=$round server=floor scenario=s2 rate=$rate $out" | tee -a "$results"
           continue
         fi
