@@ -90,6 +90,7 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
     );
     describe_histogram!(
         FANOUT,
+        metrics::Unit::Seconds,
         "Time from this replica receiving an event to the last of its local connections having \
          it written to the socket (or dropped), per event queued to at least one."
     );
