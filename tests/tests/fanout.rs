@@ -32,6 +32,17 @@ async fn metrics(c: &Cluster) -> Result<String> {
     Ok(c.gw(0).get("/metrics").await?.1)
 }
 
+/// Wait until the replica counts `n` open kubegen connections.
+async fn connections_become(c: &Cluster, n: u32) -> Result<()> {
+    wait_until(&format!("{n} kubegen connections"), || async {
+        metric(
+            &metrics(c).await.unwrap_or_default(),
+            "herald_connections{route=\"kubegen\"}",
+        ) == Some(f64::from(n))
+    })
+    .await
+}
+
 fn fanouts(text: &str) -> (f64, f64) {
     (
         metric(text, "herald_fanout_seconds_count").unwrap_or(0.0),
@@ -48,13 +59,7 @@ async fn each_event_queued_to_local_connections_is_timed_once() -> Result<()> {
     let mut only_a = vec![client(&c, &["fan.a"]).await?, client(&c, &["fan.a"]).await?];
     c.subscribers_become("res:kubegen:fan.a", 1).await?;
     c.subscribers_become("res:kubegen:fan.b", 1).await?;
-    wait_until("the hub holds the three clients", || async {
-        metric(
-            &metrics(&c).await.unwrap_or_default(),
-            "herald_connections{route=\"kubegen\"}",
-        ) == Some(3.0)
-    })
-    .await?;
+    connections_become(&c, 3).await?;
     let (count_before, sum_before) = fanouts(&metrics(&c).await?);
 
     // One event to both topics reaches the replica twice (once per topic);
@@ -76,19 +81,13 @@ async fn each_event_queued_to_local_connections_is_timed_once() -> Result<()> {
     for ws in &mut only_a {
         assert_eq!(ws.next_json().await?["data"], json!({"n": 1}));
     }
-    // Once the sessions are gone, no event is held any more: every fan-out
-    // that will be recorded is.
+    // Once the sessions are gone (the gauge drops as each ends), no event is
+    // held any more: every fan-out that will be recorded is.
     both.close().await;
     for ws in only_a {
         ws.close().await;
     }
-    wait_until("the sessions ended", || async {
-        metric(
-            &metrics(&c).await.unwrap_or_default(),
-            "herald_connections{route=\"kubegen\"}",
-        ) == Some(0.0)
-    })
-    .await?;
+    connections_become(&c, 0).await?;
     let (count, sum) = fanouts(&metrics(&c).await?);
     assert_eq!(
         count - count_before,

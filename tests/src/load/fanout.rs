@@ -23,30 +23,23 @@ impl Fanout {
     /// Parse the histogram out of a Prometheus text exposition; empty when
     /// the gateway has not recorded one yet.
     pub fn parse(exposition: &str) -> Self {
-        let mut f = Self::default();
-        for line in exposition.lines() {
-            let Some(rest) = line.strip_prefix(METRIC) else {
-                continue;
-            };
-            let value = |s: &str| s.trim().parse::<f64>().ok();
-            if let Some(rest) = rest.strip_prefix("_bucket{le=\"") {
-                let Some((le, count)) = rest.split_once("\"}") else {
-                    continue;
-                };
+        let buckets = exposition
+            .lines()
+            .filter_map(|line| line.strip_prefix(METRIC)?.strip_prefix("_bucket{le=\""))
+            .filter_map(|rest| {
+                let (le, count) = rest.split_once("\"}")?;
                 let le = match le {
                     "+Inf" => f64::INFINITY,
-                    le => le.parse().unwrap_or(f64::NAN),
+                    le => le.parse().ok()?,
                 };
-                if let (false, Some(count)) = (le.is_nan(), value(count)) {
-                    f.buckets.push((le, count));
-                }
-            } else if let Some(sum) = rest.strip_prefix("_sum ").and_then(value) {
-                f.sum = sum;
-            } else if let Some(count) = rest.strip_prefix("_count ").and_then(value) {
-                f.count = count;
-            }
+                Some((le, count.trim().parse().ok()?))
+            })
+            .collect();
+        Self {
+            buckets,
+            sum: crate::metric(exposition, &format!("{METRIC}_sum")).unwrap_or(0.0),
+            count: crate::metric(exposition, &format!("{METRIC}_count")).unwrap_or(0.0),
         }
-        f
     }
 
     /// Fetch and parse `http://{addr}/metrics`.
